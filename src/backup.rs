@@ -1,0 +1,415 @@
+//! The pipeline: list → (mirror → bundle → upload) per repository, concurrently → manifest.
+//!
+//! Policy, in one place:
+//! - The destination is checked before anything is cloned, so a wrong bucket fails in a
+//!   second, not after an hour of cloning.
+//! - One repository failing never stops the others: its error is recorded in its manifest
+//!   entry and the run ends with exit code 5. Only problems that affect every repository
+//!   (credentials, listing, destination, the manifest itself) end the run early.
+//! - Transient failures (network, 5xx) are retried a bounded number of times; a refused git
+//!   token is renewed once (tokens expire mid-run on long backups).
+//! - The manifest is written only after every repository has ended, and not at all when the
+//!   run is interrupted: its presence marks a complete backup.
+//! - Each repository gets a private (0700) temp dir that is removed when it is done, on failure
+//!   and on interruption (the blocking git work is always awaited, never abandoned, so the dir
+//!   outlives it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use chrono::{NaiveDate, Utc};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::bundle::{self, BundleInfo};
+use crate::config::RepoFilter;
+use crate::error::Error;
+use crate::layout::Layout;
+use crate::manifest::{self, Manifest, RepoEntry, Status, Summary};
+use crate::mirror::{self, FetchOptions, MirrorError};
+use crate::provider::{Provider, RemoteRepo};
+use crate::store::{Key, PutOptions, Store, StoreError};
+
+/// Bundles' content type: what `git` itself would call the file.
+pub const BUNDLE_CONTENT_TYPE: &str = "application/x-git-bundle";
+/// Uploads a crashed earlier run left open are aborted once they are this old; younger ones
+/// may belong to a run still going on elsewhere.
+pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// What one repository is doing, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Mirror,
+    Bundle,
+    Upload,
+}
+
+/// Hooks for progress displays and metrics. Every method has a no-op default so an observer
+/// implements only what it shows.
+pub trait Observer: Send + Sync {
+    fn listed(&self, _repos: &[RemoteRepo]) {}
+    fn phase(&self, _slug: &str, _phase: Phase) {}
+    /// Bytes received by the fetch so far (total, not a delta).
+    fn received(&self, _slug: &str, _total: u64) {}
+    /// Bytes just uploaded (a delta).
+    fn uploaded(&self, _slug: &str, _delta: u64) {}
+    fn finished(&self, _entry: &RepoEntry) {}
+}
+
+/// An observer that shows nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+pub struct Pipeline {
+    pub provider: Arc<dyn Provider>,
+    pub store: Arc<dyn Store>,
+    pub layout: Layout,
+    pub owner: String,
+    pub date: NaiveDate,
+    pub jobs: usize,
+    pub filter: RepoFilter,
+    /// Parent of the per-repository temp dirs.
+    pub tmp_dir: PathBuf,
+    /// Further attempts after a transient failure of a fetch or upload.
+    pub retries: u32,
+    /// First pause before a retry (doubles, with jitter).
+    pub retry_delay: Duration,
+    pub cancel: CancellationToken,
+    pub observer: Arc<dyn Observer>,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub manifest: Manifest,
+    /// Where the manifest was written, as a user would address it.
+    pub manifest_location: String,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn summary(&self) -> &Summary {
+        &self.manifest.summary
+    }
+}
+
+/// A repository's path to the destination, for `--dry-run` and `list`.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub repo: RemoteRepo,
+    pub key: Key,
+}
+
+impl Pipeline {
+    /// Lists the owner's repositories and applies the filters.
+    pub async fn select(&self) -> Result<Vec<RemoteRepo>, Error> {
+        let repos = self.provider.list_repos(&self.owner).await?;
+        Ok(repos.into_iter().filter(|r| self.filter.matches(&r.slug)).collect())
+    }
+
+    /// What `run` would do, without cloning or uploading: checks the destination and lists.
+    pub async fn plan(&self) -> Result<Vec<Planned>, Error> {
+        self.store.check().await?;
+        self.select()
+            .await?
+            .into_iter()
+            .map(|repo| {
+                let key = self.layout.bundle(&repo.slug)?;
+                Ok(Planned { repo, key })
+            })
+            .collect()
+    }
+
+    pub async fn run(&self) -> Result<Report, Error> {
+        let started = Instant::now();
+        let started_at = Utc::now();
+        self.store.check().await?;
+        match self
+            .store
+            .sweep_incomplete(&self.layout.owner_prefix(), STALE_UPLOAD_AGE)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(aborted = n, "aborted incomplete uploads left by an earlier run"),
+            Err(e) => tracing::warn!(error = %e, "could not look for incomplete uploads of earlier runs"),
+        }
+
+        let repos = self.select().await?;
+        tracing::info!(
+            owner = %self.owner,
+            repositories = repos.len(),
+            destination = %self.store.location(),
+            "starting backup"
+        );
+        self.observer.listed(&repos);
+
+        let mut entries: Vec<RepoEntry> = futures::stream::iter(repos)
+            .map(|repo| self.backup_one(repo))
+            .buffer_unordered(self.jobs.max(1))
+            .collect()
+            .await;
+
+        if self.cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        entries.sort_by(|a, b| a.slug.cmp(&b.slug));
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            tool: crate::TOOL.to_string(),
+            provider: self.provider.name().to_string(),
+            owner: self.owner.clone(),
+            date: self.date,
+            started_at,
+            finished_at: Utc::now(),
+            summary: Summary::of(&entries),
+            repositories: entries,
+        };
+        let key = self.layout.manifest();
+        self.store
+            .put(
+                &key,
+                manifest.to_json().into(),
+                &PutOptions {
+                    content_type: Some("application/json".into()),
+                    ..PutOptions::default()
+                },
+            )
+            .await?;
+        Ok(Report {
+            manifest_location: format!("{}/{}", self.store.location().trim_end_matches('/'), key),
+            manifest,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    async fn backup_one(&self, repo: RemoteRepo) -> RepoEntry {
+        let started = Instant::now();
+        let result = if self.cancel.is_cancelled() {
+            Err("interrupted before it started".to_string())
+        } else {
+            tracing::info!(repo = %repo.full_name, "backing up");
+            self.try_backup_one(&repo).await
+        };
+        let mut entry = RepoEntry {
+            slug: repo.slug.clone(),
+            full_name: repo.full_name.clone(),
+            status: Status::Failed,
+            key: None,
+            size: None,
+            sha256: None,
+            head: None,
+            refs: BTreeMap::new(),
+            error: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        match result {
+            Ok(None) => {
+                entry.status = Status::Empty;
+                tracing::info!(repo = %repo.full_name, "empty repository: no bundle");
+            }
+            Ok(Some((key, info))) => {
+                tracing::info!(
+                    repo = %repo.full_name,
+                    key = %key,
+                    bytes = info.size,
+                    refs = info.refs.len(),
+                    pack_reused = info.pack_reused,
+                    "uploaded"
+                );
+                entry.status = Status::Ok;
+                entry.key = Some(key.to_string());
+                entry.size = Some(info.size);
+                entry.sha256 = Some(info.sha256);
+                entry.head = info.head;
+                entry.refs = info.refs;
+            }
+            Err(message) => {
+                tracing::error!(repo = %repo.full_name, error = %message, "repository failed");
+                entry.error = Some(message);
+            }
+        }
+        self.observer.finished(&entry);
+        entry
+    }
+
+    /// `Ok(None)` for an empty repository. Errors are user-facing text (no secrets: the
+    /// modules below never put credentials into their errors).
+    async fn try_backup_one(&self, repo: &RemoteRepo) -> Result<Option<(Key, BundleInfo)>, String> {
+        let key = self.layout.bundle(&repo.slug).map_err(|e| e.to_string())?;
+        let tmp = make_private_tempdir(&self.tmp_dir)
+            .map_err(|e| format!("cannot create a temp dir in {}: {e}", self.tmp_dir.display()))?;
+        let mirror_dir = tmp.path().join("mirror.git");
+
+        self.observer.phase(&repo.slug, Phase::Mirror);
+        let fetched = self.fetch_with_retries(repo, &mirror_dir).await?;
+        tracing::debug!(repo = %repo.full_name, refs = fetched.refs.len(), bytes = fetched.received_bytes, "fetched");
+
+        self.observer.phase(&repo.slug, Phase::Bundle);
+        let bundle_path = tmp.path().join("repo.bundle");
+        let info = {
+            let (m, b) = (mirror_dir.clone(), bundle_path.clone());
+            blocking(move || bundle::write(&m, &b))
+                .await?
+                .map_err(|e| format!("bundle: {e}"))?
+        };
+        let Some(info) = info else {
+            return Ok(None);
+        };
+        // The bundle holds a copy of the mirror's pack: free the disk before the upload.
+        let m = mirror_dir.clone();
+        let _ = blocking(move || std::fs::remove_dir_all(m)).await;
+
+        if self.cancel.is_cancelled() {
+            return Err("interrupted".into());
+        }
+        self.observer.phase(&repo.slug, Phase::Upload);
+        self.upload_with_retries(repo, &key, &bundle_path, &info).await?;
+        drop(tmp);
+        Ok(Some((key, info)))
+    }
+
+    async fn fetch_with_retries(&self, repo: &RemoteRepo, dir: &Path) -> Result<mirror::Mirror, String> {
+        let mut delays = self.backoff();
+        let mut renewed = false;
+        let mut auth = self.provider.git_auth(false).await.map_err(|e| e.to_string())?;
+        loop {
+            if dir.exists() {
+                let d = dir.to_path_buf();
+                let _ = blocking(move || std::fs::remove_dir_all(d)).await;
+            }
+            let (dir2, url, auth2, cancel, observer, slug) = (
+                dir.to_path_buf(),
+                repo.clone_url.clone(),
+                auth.clone(),
+                self.cancel.clone(),
+                self.observer.clone(),
+                repo.slug.clone(),
+            );
+            let result = blocking(move || {
+                let progress = |total: u64| observer.received(&slug, total);
+                mirror::fetch(
+                    &dir2,
+                    &FetchOptions {
+                        url: &url,
+                        auth: Some(&auth2),
+                        cancel: &cancel,
+                        on_progress: Some(&progress),
+                    },
+                )
+            })
+            .await?;
+            match result {
+                Ok(m) => return Ok(m),
+                Err(MirrorError::AuthRejected { .. }) if !renewed => {
+                    // Most likely the token expired between `git_auth` and the fetch.
+                    tracing::info!(repo = %repo.full_name, "git refused the token; renewing it once");
+                    renewed = true;
+                    auth = self.provider.git_auth(true).await.map_err(|e| e.to_string())?;
+                }
+                Err(e @ (MirrorError::AuthRejected { .. } | MirrorError::Cancelled { .. })) => {
+                    return Err(format!("mirror: {e}"));
+                }
+                Err(e) => match delays.next() {
+                    Some(delay) if !self.cancel.is_cancelled() => {
+                        tracing::warn!(repo = %repo.full_name, error = %e, retry_in = ?delay, "fetch failed; retrying");
+                        self.pause(delay).await;
+                    }
+                    _ => return Err(format!("mirror: {e}")),
+                },
+            }
+        }
+    }
+
+    async fn upload_with_retries(
+        &self,
+        repo: &RemoteRepo,
+        key: &Key,
+        path: &Path,
+        info: &BundleInfo,
+    ) -> Result<(), String> {
+        let observer = self.observer.clone();
+        let slug = repo.slug.clone();
+        let opts = PutOptions {
+            content_type: Some(BUNDLE_CONTENT_TYPE.into()),
+            metadata: [("sha256".to_string(), info.sha256.clone())].into(),
+            on_progress: Some(Arc::new(move |delta| observer.uploaded(&slug, delta))),
+        };
+        let mut delays = self.backoff();
+        loop {
+            match self.store.put_file(key, path, info.size, &opts).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_transient(&e) && !self.cancel.is_cancelled() => match delays.next() {
+                    Some(delay) => {
+                        tracing::warn!(repo = %repo.full_name, error = %e, retry_in = ?delay, "upload failed; retrying");
+                        self.pause(delay).await;
+                    }
+                    None => return Err(format!("upload: {e}")),
+                },
+                Err(e) => return Err(format!("upload: {e}")),
+            }
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.retry_delay)
+            .with_max_delay(self.retry_delay.saturating_mul(16))
+            .with_max_times(self.retries as usize)
+            .with_jitter()
+            .build()
+    }
+
+    /// Sleeps, cut short by cancellation.
+    async fn pause(&self, delay: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.cancel.cancelled() => {}
+        }
+    }
+}
+
+fn is_transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unreachable { .. } | StoreError::Request { .. })
+}
+
+/// Runs blocking git work off the async threads. A panic inside becomes this repository's
+/// error instead of taking the run down.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("internal error: {e}"))
+}
+
+/// A temp dir only we can read (0700): a mirror is a full copy of private source code.
+fn make_private_tempdir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(parent)?;
+    let mut b = tempfile::Builder::new();
+    b.prefix("git-offsite-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    b.tempdir_in(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn temp_dirs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let d = make_private_tempdir(&parent.path().join("nested")).unwrap();
+        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let p = d.path().to_path_buf();
+        drop(d);
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,538 @@
+//! Write a mirror as a standard `git bundle`, without the git executable.
+//!
+//! A bundle is the restore format because stock git reads it (`git clone x.bundle`) with no
+//! tool of ours around; a bundle git cannot read is worth nothing, so this module is careful
+//! about two things:
+//!
+//! - **The header** (`gitformat-bundle`): `# v2 git bundle`, one `<oid> <refname>` line per ref,
+//!   a `<oid> HEAD` line so `git clone` knows what to check out, an empty line, then a pack.
+//!   git reads the ref lines into a list in reverse order and, with no symref information in a
+//!   bundle, picks as HEAD the *first* branch of that list whose oid matches the HEAD line; so
+//!   the default branch is written *last* among the refs, which makes it win ties with other
+//!   branches at the same commit. (git still prefers `init.defaultBranch`, then `master`, when
+//!   one of those is at the same commit: no bundle can say otherwise.)
+//! - **The pack.** A fresh libgit2 mirror holds exactly one complete, self-contained pack (the
+//!   indexer completes thin packs and never explodes to loose objects), so the common case is a
+//!   byte-for-byte stream copy: no CPU, memory independent of repository size. The copy is only
+//!   trusted when nothing could be missing from it (one pack, no loose objects, no alternates,
+//!   no promisor pack, not shallow, every ref tip inside it, pack and index agreeing). Otherwise
+//!   libgit2's `PackBuilder` builds a pack of everything reachable from the refs and streams it
+//!   out through `foreach`; `write_buf` would hold the whole pack in memory.
+//!
+//! The SHA-256 of the file is computed as the bytes are written, so the caller never has to
+//! read a multi-gigabyte bundle back.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use git2::{ConfigLevel, ObjectType, Odb, Oid, PackBuilder, Repository, Revwalk};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleInfo {
+    pub size: u64,
+    /// Hex SHA-256 of the bundle file's bytes.
+    pub sha256: String,
+    /// Symbolic target of HEAD (`refs/heads/main`), if HEAD resolves.
+    pub head: Option<String>,
+    /// Every ref in the bundle, name → hex oid (HEAD not included).
+    pub refs: BTreeMap<String, String>,
+    /// True when the mirror's single pack was copied byte for byte.
+    pub pack_reused: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    #[error("cannot read repository {path}: {message}")]
+    Repo { path: String, message: String },
+    #[error("cannot write bundle {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The repository uses an object format this build's libgit2 cannot read (sha256).
+    #[error(
+        "cannot bundle repository {path}: it uses the {format} object format, which this build \
+         of libgit2 does not support"
+    )]
+    UnsupportedObjectFormat { path: String, format: String },
+}
+
+/// Buffer for the writer and for the pack copy: large enough that the syscall count is
+/// negligible, small enough to not matter next to libgit2.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// Limits for the `PackBuilder` fallback, which by default may cache 256 MiB of deltas and
+/// hold ten whole objects (up to 512 MiB each) in its delta window. libgit2 reads
+/// `pack.deltaCacheSize` for both the delta cache and the big-file threshold (a libgit2 quirk
+/// in `packbuilder_config`), so objects above 16 MiB are stored whole instead of delta'd.
+const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 64m\n\tdeltaCacheSize = 16m\n";
+
+/// Writes a bundle of every ref of the bare repository `repo` to the file `out`.
+/// `Ok(None)` when the repository has no refs (git refuses empty bundles). Blocking.
+pub fn write(repo: &Path, out: &Path) -> Result<Option<BundleInfo>, BundleError> {
+    let repo_err = |message: String| BundleError::Repo {
+        path: repo.display().to_string(),
+        message,
+    };
+    let git_err = |e: git2::Error| repo_err(e.message().to_owned());
+
+    // libgit2 without its experimental sha256 support refuses to open such a repository with
+    // "unknown object format"; say what is going on instead.
+    let format = object_format(repo);
+    if format != "sha1" {
+        return Err(BundleError::UnsupportedObjectFormat {
+            path: repo.display().to_string(),
+            format,
+        });
+    }
+    let git = Repository::open(repo).map_err(git_err)?;
+    if git.is_shallow() {
+        return Err(repo_err(
+            "the repository is shallow; a bundle of it could not be cloned".into(),
+        ));
+    }
+
+    let head = read_head(&git);
+    let refs = ordered_refs(&git, head.symbolic.as_deref()).map_err(git_err)?;
+    if refs.is_empty() {
+        return Ok(None);
+    }
+
+    // A ref whose object is missing would make an unclonable bundle whichever way the pack is
+    // made; an idx lookup per tip is cheap, and it is what makes the pack reuse below safe.
+    let odb = git.odb().map_err(git_err)?;
+    let tips = refs
+        .iter()
+        .map(|(name, oid)| (name.as_slice(), *oid))
+        .chain(head.oid.map(|oid| (b"HEAD".as_slice(), oid)));
+    for (name, oid) in tips {
+        if !odb.exists(oid) {
+            return Err(repo_err(format!(
+                "{} points to {oid}, which is not in the repository",
+                String::from_utf8_lossy(name)
+            )));
+        }
+    }
+
+    let header_refs: Vec<(&[u8], String)> = refs
+        .iter()
+        .map(|(name, oid)| (name.as_slice(), oid.to_string()))
+        .collect();
+    let head_hex = head.oid.map(|oid| oid.to_string());
+    let header = header(HashAlgo::Sha1, &header_refs, head_hex.as_deref()).map_err(repo_err)?;
+
+    let reusable = match reusable_pack(git.path()) {
+        Ok(pack) => pack,
+        Err(why) => {
+            tracing::debug!(repo = %repo.display(), "building a new pack: {why}");
+            None
+        }
+    };
+
+    let io_err = |source: io::Error| BundleError::Io {
+        path: out.display().to_string(),
+        source,
+    };
+    let file = File::create(out).map_err(io_err)?;
+    let mut w = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, file));
+    w.write_all(&header).map_err(io_err)?;
+    let pack_reused = match &reusable {
+        Some(pack) => {
+            copy_pack(pack, &mut w).map_err(io_err)?;
+            true
+        }
+        None => {
+            build_pack(&git, &odb, &refs, head.oid, &mut w, io_err, git_err)?;
+            false
+        }
+    };
+    w.flush().map_err(io_err)?;
+    let (size, sha256) = w.finish();
+
+    Ok(Some(BundleInfo {
+        size,
+        sha256,
+        head: head.symbolic,
+        refs: refs
+            .iter()
+            .map(|(name, oid)| (String::from_utf8_lossy(name).into_owned(), oid.to_string()))
+            .collect(),
+        pack_reused,
+    }))
+}
+
+/// `extensions.objectformat` of the repository, read from its config file without opening
+/// the repository (which is what fails for sha256). `sha1` when unset or unreadable: opening
+/// the repository then reports the real problem.
+fn object_format(repo: &Path) -> String {
+    [repo.join("config"), repo.join(".git").join("config")]
+        .iter()
+        .filter(|p| p.is_file())
+        .find_map(|p| {
+            git2::Config::open(p)
+                .ok()?
+                .get_string("extensions.objectformat")
+                .ok()
+        })
+        .map(|f| f.to_ascii_lowercase())
+        .unwrap_or_else(|| "sha1".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HashAlgo {
+    Sha1,
+    #[allow(dead_code)] // written once libgit2 (and so this tool) can read sha256 repositories
+    Sha256,
+}
+
+/// The bundle header: signature, ref lines, the HEAD line, the empty line that ends it.
+/// v2 for SHA-1 (what every git since 1.5 reads); v3 with `@object-format=sha256` otherwise,
+/// because v2 has no way to name the hash and git would read the oids as SHA-1.
+fn header(algo: HashAlgo, refs: &[(&[u8], String)], head: Option<&str>) -> Result<Vec<u8>, String> {
+    let mut h = Vec::with_capacity(64 + refs.len() * 80);
+    match algo {
+        HashAlgo::Sha1 => h.extend_from_slice(b"# v2 git bundle\n"),
+        HashAlgo::Sha256 => h.extend_from_slice(b"# v3 git bundle\n@object-format=sha256\n"),
+    }
+    for (name, oid) in refs {
+        // git splits a ref line at the first space and ends it at the newline.
+        if name.is_empty() || name.iter().any(|&b| b == b'\n' || b == b' ' || b == 0) {
+            return Err(format!(
+                "ref name {:?} cannot be written into a bundle",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        h.extend_from_slice(oid.as_bytes());
+        h.push(b' ');
+        h.extend_from_slice(name);
+        h.push(b'\n');
+    }
+    if let Some(oid) = head {
+        h.extend_from_slice(oid.as_bytes());
+        h.extend_from_slice(b" HEAD\n");
+    }
+    h.push(b'\n');
+    Ok(h)
+}
+
+struct Head {
+    /// `refs/heads/main` when HEAD is symbolic (whether or not the branch exists).
+    symbolic: Option<String>,
+    /// What HEAD resolves to, if it resolves.
+    oid: Option<Oid>,
+}
+
+fn read_head(repo: &Repository) -> Head {
+    let Ok(head) = repo.find_reference("HEAD") else {
+        return Head {
+            symbolic: None,
+            oid: None,
+        };
+    };
+    let oid = head.resolve().ok().and_then(|r| r.target());
+    let symbolic = head.symbolic_target().map(str::to_owned);
+    Head {
+        // Only reported when it resolves: an unborn `refs/heads/master` is not a head.
+        symbolic: symbolic.filter(|_| oid.is_some()),
+        oid,
+    }
+}
+
+/// Every ref (symbolic ones resolved, dangling ones left out), sorted by name, except that the
+/// ref HEAD points at goes last: see the module doc for why git needs that.
+fn ordered_refs(repo: &Repository, head: Option<&str>) -> Result<Vec<(Vec<u8>, Oid)>, git2::Error> {
+    let mut refs = Vec::new();
+    for reference in repo.references()? {
+        let reference = reference?;
+        let name = reference.name_bytes().to_vec();
+        let oid = match reference.target() {
+            Some(oid) => oid,
+            None => match reference.resolve().ok().and_then(|r| r.target()) {
+                Some(oid) => oid,
+                None => continue,
+            },
+        };
+        refs.push((name, oid));
+    }
+    refs.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(head) = head
+        && let Some(i) = refs.iter().position(|(name, _)| name == head.as_bytes())
+    {
+        let entry = refs.remove(i);
+        refs.push(entry);
+    }
+    Ok(refs)
+}
+
+/// The repository's only pack, when copying it verbatim is certain to give a complete bundle;
+/// `Err(reason)` says why not (for the debug log). Cheap: directory listings and a few bytes
+/// of the pack and its index, never the pack's contents.
+fn reusable_pack(git_dir: &Path) -> Result<Option<PathBuf>, String> {
+    let objects = git_dir.join("objects");
+    let alternates = objects.join("info").join("alternates");
+    if fs::metadata(&alternates).is_ok_and(|m| m.len() > 0) {
+        return Err("objects may live in an alternate object store".into());
+    }
+    if has_loose_objects(&objects).map_err(|e| format!("cannot list objects: {e}"))? {
+        return Err("there are loose objects".into());
+    }
+    let mut packs = Vec::new();
+    let pack_dir = objects.join("pack");
+    for entry in fs::read_dir(&pack_dir).map_err(|e| format!("cannot list packs: {e}"))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("pack") => packs.push(path),
+            // A partial clone's pack: objects it leaves out live on the server.
+            Some("promisor") => return Err("a promisor pack is present".into()),
+            _ => {}
+        }
+    }
+    let pack = match packs.len() {
+        1 => packs.pop().expect("one pack"),
+        0 => return Err("there is no pack".into()),
+        n => return Err(format!("there are {n} packs")),
+    };
+    check_pack_and_index(&pack, &pack.with_extension("idx"))?;
+    Ok(Some(pack))
+}
+
+fn has_loose_objects(objects: &Path) -> io::Result<bool> {
+    for entry in fs::read_dir(objects)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_fanout = name.len() == 2
+            && name
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_fanout && entry.file_type()?.is_dir() && fs::read_dir(entry.path())?.next().is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The pack starts like a pack, and its index describes this very pack: same object count and
+/// same trailing checksum. A truncated or swapped pack fails here rather than in the user's
+/// `git clone` (where it would be "index-pack died", long after the backup said OK).
+fn check_pack_and_index(pack: &Path, idx: &Path) -> Result<(), String> {
+    const HASH: u64 = 20;
+    let read = |path: &Path, at: SeekFrom, len: usize| -> Result<(Vec<u8>, u64), String> {
+        let mut f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let size = f.metadata().map_err(|e| e.to_string())?.len();
+        if size < 12 + 2 * HASH {
+            return Err(format!("{} is too short", path.display()));
+        }
+        f.seek(at).map_err(|e| e.to_string())?;
+        let mut buf = vec![0; len];
+        f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        Ok((buf, size))
+    };
+    let (pack_head, _) = read(pack, SeekFrom::Start(0), 12)?;
+    let version = u32::from_be_bytes(pack_head[4..8].try_into().expect("4 bytes"));
+    if &pack_head[..4] != b"PACK" || !(version == 2 || version == 3) {
+        return Err("the pack has no valid pack header".into());
+    }
+    let pack_objects = u32::from_be_bytes(pack_head[8..12].try_into().expect("4 bytes"));
+    let (pack_trailer, _) = read(pack, SeekFrom::End(-(HASH as i64)), HASH as usize)?;
+
+    // idx v2 starts with "\xfftOc" + version and then the fanout table; v1 starts with the
+    // fanout table. Its last entry is the object count. Both end with the pack's checksum
+    // followed by the index's own.
+    let (idx_head, _) = read(idx, SeekFrom::Start(0), 8)?;
+    let fanout_at = if idx_head[..4] == *b"\xfftOc" { 8 } else { 0 };
+    let (last_fanout, _) = read(idx, SeekFrom::Start(fanout_at + 255 * 4), 4)?;
+    let idx_objects = u32::from_be_bytes(last_fanout[..].try_into().expect("4 bytes"));
+    let (idx_pack_sum, _) = read(idx, SeekFrom::End(-2 * HASH as i64), HASH as usize)?;
+
+    if pack_objects != idx_objects {
+        return Err(format!(
+            "the pack holds {pack_objects} objects but its index lists {idx_objects}"
+        ));
+    }
+    if pack_trailer != idx_pack_sum {
+        return Err("the pack's checksum does not match its index".into());
+    }
+    Ok(())
+}
+
+fn copy_pack(pack: &Path, w: &mut impl Write) -> io::Result<()> {
+    let mut f = File::open(pack)?;
+    let mut buf = vec![0; BUF_SIZE];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => w.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Builds a pack of everything reachable from the refs (and a detached HEAD) and streams it to
+/// `w` as libgit2 produces it.
+fn build_pack<W: Write>(
+    repo: &Repository,
+    odb: &Odb<'_>,
+    refs: &[(Vec<u8>, Oid)],
+    head: Option<Oid>,
+    w: &mut W,
+    io_err: impl Fn(io::Error) -> BundleError,
+    git_err: impl Fn(git2::Error) -> BundleError,
+) -> Result<(), BundleError> {
+    // The limits go into an extra config file added to this repository handle only, so the
+    // repository's own config is never touched.
+    let limits = tempfile::NamedTempFile::new().map_err(&io_err)?;
+    fs::write(limits.path(), PACK_LIMITS).map_err(&io_err)?;
+    repo.config()
+        .and_then(|mut c| c.add_file(limits.path(), ConfigLevel::App, true))
+        .map_err(&git_err)?;
+
+    let mut pb = repo.packbuilder().map_err(&git_err)?;
+    let mut walk = repo.revwalk().map_err(&git_err)?;
+    for oid in refs.iter().map(|(_, oid)| *oid).chain(head) {
+        add_tip(repo, odb, &mut pb, &mut walk, oid).map_err(&git_err)?;
+    }
+    // Commits with their trees and blobs; tags, trees and blobs named by refs went in above.
+    pb.insert_walk(&mut walk).map_err(&git_err)?;
+
+    let mut write_error = None;
+    let built = pb.foreach(|chunk| match w.write_all(chunk) {
+        Ok(()) => true,
+        Err(e) => {
+            write_error = Some(e);
+            false
+        }
+    });
+    match (write_error, built) {
+        (Some(e), _) => Err(io_err(e)),
+        (None, Err(e)) => Err(git_err(e)),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// Adds what one ref names: commits go to the walk; annotated tags (and tags of tags) are
+/// inserted and followed to what they tag; a tree or blob is inserted directly.
+fn add_tip(
+    repo: &Repository,
+    odb: &Odb<'_>,
+    pb: &mut PackBuilder<'_>,
+    walk: &mut Revwalk<'_>,
+    mut oid: Oid,
+) -> Result<(), git2::Error> {
+    loop {
+        // The header only: a ref may name a huge blob, which need not be read here.
+        let (_, kind) = odb.read_header(oid)?;
+        match kind {
+            ObjectType::Commit => return walk.push(oid),
+            ObjectType::Tag => {
+                pb.insert_object(oid, None)?;
+                oid = repo.find_tag(oid)?.target_id();
+            }
+            ObjectType::Tree => return pb.insert_tree(oid),
+            _ => return pb.insert_object(oid, None),
+        }
+    }
+}
+
+/// Counts and hashes every byte on its way to the file.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    fn finish(self) -> (u64, String) {
+        (self.written, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn v2_header_lists_refs_then_head_then_blank_line() {
+        let refs = [
+            (b"refs/tags/v1".as_slice(), A.to_owned()),
+            ("refs/heads/ünïcode".as_bytes(), B.to_owned()),
+        ];
+        let h = header(HashAlgo::Sha1, &refs, Some(B)).unwrap();
+        let expected =
+            format!("# v2 git bundle\n{A} refs/tags/v1\n{B} refs/heads/ünïcode\n{B} HEAD\n\n");
+        assert_eq!(String::from_utf8(h).unwrap(), expected);
+    }
+
+    #[test]
+    fn header_without_head_has_no_head_line() {
+        let refs = [(b"refs/heads/x".as_slice(), A.to_owned())];
+        let h = header(HashAlgo::Sha1, &refs, None).unwrap();
+        assert_eq!(
+            h,
+            format!("# v2 git bundle\n{A} refs/heads/x\n\n").into_bytes()
+        );
+    }
+
+    #[test]
+    fn sha256_header_is_v3_with_object_format() {
+        let oid = "ab".repeat(32);
+        let refs = [(b"refs/heads/main".as_slice(), oid.clone())];
+        let h = header(HashAlgo::Sha256, &refs, Some(&oid)).unwrap();
+        assert_eq!(
+            String::from_utf8(h).unwrap(),
+            format!(
+                "# v3 git bundle\n@object-format=sha256\n{oid} refs/heads/main\n{oid} HEAD\n\n"
+            )
+        );
+    }
+
+    #[test]
+    fn header_rejects_names_that_would_break_the_format() {
+        for bad in [&b"refs/heads/a b"[..], b"refs/heads/a\nb", b""] {
+            assert!(header(HashAlgo::Sha1, &[(bad, A.to_owned())], None).is_err());
+        }
+    }
+
+    #[test]
+    fn hashing_writer_counts_and_hashes() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let (size, sha) = w.finish();
+        assert_eq!(size, 11);
+        assert_eq!(
+            sha,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+    }
+}

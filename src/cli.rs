@@ -1,0 +1,263 @@
+//! What the user typed: clap types only, no validation beyond what clap does itself.
+//!
+//! Everything here is turned into a checked [`crate::config`] struct before any work starts
+//! (ripgrep's "low args → high args" split), so the pipeline never sees raw strings. Secrets
+//! are deliberately *not* read from the environment by clap: clap would print env values in
+//! `--help`, and it could not tell a flag from a variable when working out precedence.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Back up every repository of workspace `acme` into ./backup/acme/<date>/
+  git-offsite backup --owner acme
+
+  # ... into an S3 bucket (credentials from the standard AWS chain)
+  git-offsite backup --owner acme --dest s3://backups/git
+
+  # ... into MinIO or another S3-compatible store
+  AWS_ENDPOINT_URL_S3=http://minio:9000 git-offsite backup --owner acme --dest s3://backups/git
+
+  # Store the OAuth consumer once, interactively
+  git-offsite login --owner acme
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "git-offsite",
+    version,
+    about = "Offsite backups of every git repository a team owns, as git bundles in S3 or a directory",
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log line format on stderr: `text` for people, `json` (one object a line) for CI and Kubernetes.
+    #[arg(long, value_enum, global = true, env = "GIT_OFFSITE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Print more (`-v` debug, `-vv` trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Print only warnings, errors and the final summary.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up every repository of an owner: mirror, bundle, upload, then write the manifest.
+    Backup(BackupArgs),
+    /// Show what `backup` would back up (slug, size, last update, default branch).
+    List(ListArgs),
+    /// Check an OAuth consumer's key and secret and store them for later runs.
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Workspace (Bitbucket) whose repositories to back up.
+    #[arg(long, short = 'o', value_name = "WORKSPACE")]
+    pub owner: String,
+
+    /// `s3://bucket[/prefix]` or a local directory [default: ./backup].
+    #[arg(long, value_name = "DEST", alias = "backupFolder")]
+    pub dest: Option<String>,
+
+    /// Repositories in flight at once.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+
+    /// Date folder (UTC) to write into [default: today].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<String>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    /// List what would be backed up and where, and check the destination; clone and upload nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Directory for the temporary mirrors and bundles [default: $TMPDIR].
+    #[arg(long, value_name = "DIR", env = "GIT_OFFSITE_TMP_DIR")]
+    pub tmp_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
+
+    #[command(flatten)]
+    pub bitbucket: BitbucketArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Workspace (Bitbucket) whose repositories to list.
+    #[arg(long, short = 'o', value_name = "WORKSPACE")]
+    pub owner: String,
+
+    /// One JSON array on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
+
+    #[command(flatten)]
+    pub bitbucket: BitbucketArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Also check that this workspace's repositories can be listed.
+    #[arg(long, short = 'o', value_name = "WORKSPACE")]
+    pub owner: Option<String>,
+
+    #[command(flatten)]
+    pub bitbucket: BitbucketArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only repositories whose slug matches this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+
+    /// Skip repositories whose slug matches this glob (repeatable; wins over --include).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Further attempts after a transient failure (network, HTTP 5xx) of a clone or upload;
+    /// API calls get a few more, since waiting out a rate limit costs nothing.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub retries: u32,
+
+    /// Pause before the first retry, doubled (with jitter) for each further one, e.g. `2s`, `500ms`.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub retry_delay: String,
+}
+
+impl Default for RetryArgs {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            retry_delay: "2s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// S3 endpoint URL for S3-compatible stores [default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS].
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// Use virtual-hosted-style addressing even with a custom endpoint (path style is the default there).
+    #[arg(long)]
+    pub s3_virtual_hosted: bool,
+
+    /// S3 region [default: the AWS chain, else us-east-1 for custom endpoints].
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+
+    /// Multipart part size, e.g. `16MiB`; grown so no bundle needs more than 10,000 parts.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB")]
+    pub part_size: String,
+
+    /// Parts of one bundle uploaded at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parts_in_flight: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BitbucketArgs {
+    /// OAuth consumer key [env: BITBUCKET_CONSUMER_KEY].
+    #[arg(long, value_name = "KEY", alias = "consumerKey")]
+    pub consumer_key: Option<String>,
+
+    /// OAuth consumer secret; prefer --consumer-secret-file or the env variable, argv is visible to other users [env: BITBUCKET_CONSUMER_SECRET].
+    #[arg(long, value_name = "SECRET", alias = "consumerSecret")]
+    pub consumer_secret: Option<String>,
+
+    /// Read the consumer secret from this file (Kubernetes secrets are files).
+    #[arg(long, value_name = "PATH")]
+    pub consumer_secret_file: Option<PathBuf>,
+
+    /// Bitbucket API base URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BITBUCKET_API_URL",
+        default_value = "https://api.bitbucket.org/2.0"
+    )]
+    pub bitbucket_api_url: String,
+
+    /// Bitbucket OAuth token endpoint.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BITBUCKET_TOKEN_URL",
+        default_value = "https://bitbucket.org/site/oauth2/access_token"
+    )]
+    pub bitbucket_token_url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn node_script_spellings_are_aliases() {
+        let cli = Cli::try_parse_from([
+            "git-offsite",
+            "backup",
+            "--owner",
+            "acme",
+            "--backupFolder",
+            "/b",
+            "--consumerKey",
+            "k",
+            "--consumerSecret",
+            "s",
+        ])
+        .unwrap();
+        let Command::Backup(b) = cli.command else {
+            panic!("not backup")
+        };
+        assert_eq!(b.dest.as_deref(), Some("/b"));
+        assert_eq!(b.bitbucket.consumer_key.as_deref(), Some("k"));
+        assert_eq!(b.bitbucket.consumer_secret.as_deref(), Some("s"));
+    }
+}

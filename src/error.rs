@@ -1,0 +1,73 @@
+//! The crate's top-level error and the one place exit codes are chosen.
+//!
+//! Each module has its own small `thiserror` enum ([`ConfigError`], [`ProviderError`],
+//! [`StoreError`], …); this enum wraps the ones that end a run. Per-repository failures never
+//! get here: the pipeline records them in its report, and only the summary turns them into
+//! [`Error::Partial`]. Exit codes are part of the CLI contract, so they live in
+//! [`Error::exit_code`] and nowhere else.
+
+use crate::config::ConfigError;
+use crate::provider::ProviderError;
+use crate::store::StoreError;
+
+/// Exit codes of the CLI contract.
+pub mod exit {
+    /// Every repository was backed up (or was empty).
+    pub const OK: u8 = 0;
+    /// Something unexpected: a bug or an environment problem not covered below.
+    pub const INTERNAL: u8 = 1;
+    /// Usage or configuration error: fix the flags, environment or config file.
+    pub const USAGE: u8 = 2;
+    /// The hosting service refused the credentials.
+    pub const AUTH: u8 = 3;
+    /// The destination is unreachable or refused the request.
+    pub const DESTINATION: u8 = 4;
+    /// Some repositories failed; the others were uploaded and the manifest lists the failures.
+    pub const PARTIAL: u8 = 5;
+    /// The hosting service could not be reached or kept failing (network, 5xx, rate limit).
+    pub const SOURCE: u8 = 6;
+    /// Stopped by SIGINT/SIGTERM (128 + signal number is what shells expect; we use 130 for both
+    /// so scripts can test one value).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some repositories failed; the message names how many and where the manifest is.
+    #[error("{failed} of {total} repositories failed (see the manifest at {manifest})")]
+    Partial {
+        failed: usize,
+        total: usize,
+        manifest: String,
+    },
+    #[error("interrupted: in-flight uploads were aborted and no manifest was written for this run")]
+    Interrupted,
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => exit::USAGE,
+            Error::Provider(e) => e.exit_code(),
+            Error::Store(_) => exit::DESTINATION,
+            Error::Partial { .. } => exit::PARTIAL,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::Io { .. } | Error::Internal(_) => exit::INTERNAL,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `git-offsite`: parse, set up logging and signals, run, map the error to an exit code.
+//!
+//! Nothing else in the program exits the process: every failure travels back here as an
+//! [`git_offsite::Error`], whose `exit_code` is the single mapping of the CLI contract.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use git_offsite::cli::{Cli, LogFormat};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors exit 2 here, as clap does by default
+    let format = cli.global.log_format.unwrap_or(LogFormat::Text);
+    init_logging(format, cli.global.verbose, cli.global.quiet);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(git_offsite::error::exit::INTERNAL);
+        }
+    };
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(watch_signals(cancel.clone()));
+        git_offsite::commands::run(cli, cancel).await
+    });
+    // Let in-flight aborts and temp-dir removals finish rather than killing them mid-way.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = error_chain(&e);
+            match format {
+                LogFormat::Json => tracing::error!(event = "fatal", exit_code = e.exit_code(), "{message}"),
+                LogFormat::Text => eprintln!("error: {message}"),
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping causes the message already quotes.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// First SIGINT or SIGTERM: stop starting repositories, abort uploads, clean up, exit 130.
+/// Kubernetes sends SIGTERM and waits `terminationGracePeriodSeconds` before SIGKILL.
+async fn watch_signals(cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::warn!("cannot install signal handlers; SIGTERM will kill without cleanup");
+            return;
+        };
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if cancel.is_cancelled() {
+                tracing::warn!(signal = name, "already stopping; waiting for uploads to be aborted");
+            } else {
+                tracing::warn!(signal = name, "stopping: no new repositories, aborting uploads in flight");
+                cancel.cancel();
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    // Other crates stay at warn unless asked for with -vv or RUST_LOG: the SDKs are chatty.
+    let others = if verbose >= 2 { "debug" } else { "warn" };
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{others},git_offsite={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .compact()
+            .init(),
+    }
+}

@@ -1,0 +1,290 @@
+//! Mirror one remote repository into a private bare repository with libgit2.
+//!
+//! Everything here exists to make the fetch safe to run unattended against a hosting service:
+//!
+//! - **Credentials only through the callback.** The URL never carries user info, so the token
+//!   cannot leak into libgit2's error messages, `FETCH_HEAD` or our logs. libgit2 calls the
+//!   callback again after every 401 without saying the last answer was refused, and would replay
+//!   up to 15 times (`GIT_HTTP_REPLAY_MAX`); a second call can only mean the token was refused,
+//!   so we fail it at once and report [`MirrorError::AuthRejected`]: the pipeline can then ask
+//!   the provider for a fresh token instead of hammering the server.
+//! - **Every ref, as is.** `+refs/*:refs/*` with prune into a fresh bare repository gives the
+//!   same refs as `git clone --mirror` (branches, tags, notes, anything custom).
+//! - **HEAD from the remote.** libgit2 never moves a bare repository's HEAD on fetch; the
+//!   remote's advertised default branch is still known after the fetch, so HEAD is pointed there
+//!   and the bundle (and any `git clone` of it) checks out the right branch.
+//! - **Proxy from the environment** (`ProxyOptions::auto()`), which libgit2 ignores by default.
+//! - **Cancellation** through the transfer-progress callback, the only hook libgit2 polls while
+//!   the pack streams in.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use git2::{
+    AutotagOption, Cred, ErrorClass, ErrorCode, FetchPrune, ProxyOptions, RemoteCallbacks,
+    Repository, RepositoryInitOptions,
+};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::provider::GitAuth;
+
+pub struct FetchOptions<'a> {
+    /// Clone URL without user info.
+    pub url: &'a Url,
+    pub auth: Option<&'a GitAuth>,
+    pub cancel: &'a CancellationToken,
+    /// Called with the total bytes received so far.
+    pub on_progress: Option<&'a (dyn Fn(u64) + Send + Sync)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Mirror {
+    /// Symbolic target of HEAD after the fetch (`refs/heads/main`), `None` when the remote has no
+    /// default branch (empty repository).
+    pub head: Option<String>,
+    /// Every ref fetched, name → hex oid.
+    pub refs: BTreeMap<String, String>,
+    pub received_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    #[error("the git server refused the credentials for {url}")]
+    AuthRejected { url: String },
+    #[error("fetch of {url} was cancelled")]
+    Cancelled { url: String },
+    /// The server could not be reached or broke off (DNS, refused, TLS, reset, HTTP 5xx).
+    #[error("could not connect to {url}: {message}")]
+    Network { url: String, message: String },
+    #[error("fetch of {url} failed: {message}")]
+    Git { url: String, message: String },
+}
+
+impl MirrorError {
+    /// Worth retrying after a pause (with the same credentials).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MirrorError::Network { .. })
+    }
+}
+
+/// Every ref, force-updated, so the mirror is an exact copy of the remote's ref namespace.
+const REFSPEC: &str = "+refs/*:refs/*";
+
+/// Fetches every ref of `opts.url` (`+refs/*:refs/*`) into a new bare repository at `dir`
+/// and points its HEAD at the remote's default branch. Blocking: call from `spawn_blocking`.
+pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError> {
+    let url = display_url(opts.url);
+    let secret = opts.auth.map(|a| a.password.expose()).unwrap_or("");
+    let git_err = |e: git2::Error| MirrorError::Git {
+        url: url.clone(),
+        message: scrub(e.message(), secret),
+    };
+    if opts.cancel.is_cancelled() {
+        return Err(MirrorError::Cancelled { url });
+    }
+
+    let repo =
+        Repository::init_opts(dir, RepositoryInitOptions::new().bare(true)).map_err(git_err)?;
+    // `remote_anonymous`, not `Remote::create_detached`: a detached remote has no repository
+    // and libgit2 asserts one on fetch. An anonymous remote is in-memory only (nothing written
+    // to the mirror's config) and has no refspecs of its own, so the one below is all it uses.
+    let mut remote = repo.remote_anonymous(opts.url.as_str()).map_err(git_err)?;
+
+    let auth_calls = Cell::new(0u32);
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(|_url, _username_from_url, _allowed| {
+        auth_calls.set(auth_calls.get() + 1);
+        match opts.auth {
+            // A second call means the server answered 401 to the first credentials.
+            Some(auth) if auth_calls.get() == 1 => {
+                Cred::userpass_plaintext(&auth.username, auth.password.expose())
+            }
+            Some(_) => Err(auth_error("the server refused the credentials")),
+            None => Err(auth_error(
+                "the server requires credentials and none were given",
+            )),
+        }
+    });
+    callbacks.transfer_progress(|stats| {
+        if let Some(report) = opts.on_progress {
+            report(stats.received_bytes() as u64);
+        }
+        !opts.cancel.is_cancelled()
+    });
+    // Also polled during negotiation, when no pack bytes flow yet.
+    callbacks.sideband_progress(|_| !opts.cancel.is_cancelled());
+
+    let mut proxy = ProxyOptions::new();
+    proxy.auto();
+    let mut fetch_opts = git2::FetchOptions::new();
+    fetch_opts
+        .remote_callbacks(callbacks)
+        .proxy_options(proxy)
+        .prune(FetchPrune::On)
+        .download_tags(AutotagOption::All)
+        .update_fetchhead(false);
+
+    if let Err(e) = remote.fetch(&[REFSPEC], Some(&mut fetch_opts), None) {
+        return Err(classify(e, url, auth_calls.get(), opts.cancel, secret));
+    }
+    let received_bytes = remote.stats().received_bytes() as u64;
+
+    // The advertised ref list survives the disconnect, so this answers without a new request.
+    // An empty remote has no default branch: not an error, the caller skips it.
+    let head = match remote.default_branch() {
+        Ok(buf) => buf.as_str().map(str::to_owned),
+        Err(_) => None,
+    };
+    let head = match head {
+        Some(name) if repo.find_reference(&name).is_ok() => {
+            repo.set_head(&name).map_err(git_err)?;
+            Some(name)
+        }
+        _ => None,
+    };
+
+    let mut refs = BTreeMap::new();
+    for reference in repo.references().map_err(git_err)? {
+        let reference = reference.map_err(git_err)?;
+        if let Some(oid) = reference.target() {
+            let name = String::from_utf8_lossy(reference.name_bytes()).into_owned();
+            refs.insert(name, oid.to_string());
+        }
+    }
+
+    Ok(Mirror {
+        head,
+        refs,
+        received_bytes,
+    })
+}
+
+fn auth_error(message: &str) -> git2::Error {
+    git2::Error::new(ErrorCode::Auth, ErrorClass::Http, message)
+}
+
+/// Turns libgit2's error into ours. Order matters: a cancelled fetch fails with whatever error
+/// the aborted transfer produced, and a refused token shows up as our own callback error, as
+/// libgit2's replay limit, or as a plain 401, depending on where the server said no.
+fn classify(
+    e: git2::Error,
+    url: String,
+    auth_calls: u32,
+    cancel: &CancellationToken,
+    secret: &str,
+) -> MirrorError {
+    let message = scrub(e.message(), secret);
+    if cancel.is_cancelled() {
+        return MirrorError::Cancelled { url };
+    }
+    // libgit2 never asks us for proxy credentials (git2 sets none), and a proxy saying no is
+    // not the hosting service refusing our token: renewing the token would not help.
+    if message.starts_with("proxy") {
+        return MirrorError::Git { url, message };
+    }
+    if auth_calls >= 2
+        || e.code() == ErrorCode::Auth
+        || message.contains("too many redirects or authentication replays")
+        || message.contains("status code: 401")
+        || message.contains("authentication required")
+    {
+        return MirrorError::AuthRejected { url };
+    }
+    if is_network(&e, &message) {
+        return MirrorError::Network { url, message };
+    }
+    MirrorError::Git { url, message }
+}
+
+/// Failures of the connection rather than of the repository: worth a retry later.
+fn is_network(e: &git2::Error, message: &str) -> bool {
+    match e.class() {
+        ErrorClass::Net | ErrorClass::Ssl => true,
+        // Socket errors are reported with the OS class.
+        ErrorClass::Os => {
+            message.starts_with("failed to connect") || message.starts_with("failed to resolve")
+        }
+        ErrorClass::Http => {
+            message.contains("unexpected EOF")
+                || message
+                    .strip_prefix("unexpected http status code: ")
+                    .is_some_and(|status| status.starts_with('5'))
+        }
+        _ => false,
+    }
+}
+
+/// The URL as it may appear in errors: without a password even if a caller slipped one in.
+fn display_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(None);
+    }
+    shown.to_string()
+}
+
+/// Belt and braces: the token never reaches libgit2 except through the callback, but if some
+/// server echoed it back into an error message it must still not reach a log.
+fn scrub(message: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        message.to_owned()
+    } else {
+        message.replace(secret, "***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_hides_the_secret() {
+        assert_eq!(scrub("bad token s3cr3t!", "s3cr3t"), "bad token ***!");
+        assert_eq!(scrub("nothing here", ""), "nothing here");
+    }
+
+    #[test]
+    fn display_url_drops_a_password() {
+        let url = Url::parse("https://x-token-auth:tok@example.com/a/b.git").unwrap();
+        assert_eq!(
+            display_url(&url),
+            "https://x-token-auth@example.com/a/b.git"
+        );
+    }
+
+    #[test]
+    fn server_errors_are_network_errors() {
+        let e = git2::Error::new(
+            ErrorCode::GenericError,
+            ErrorClass::Http,
+            "unexpected http status code: 503",
+        );
+        let err = classify(e, "u".into(), 0, &CancellationToken::new(), "");
+        assert!(err.is_transient(), "{err:?}");
+        let e = git2::Error::new(
+            ErrorCode::GenericError,
+            ErrorClass::Http,
+            "unexpected http status code: 404",
+        );
+        assert!(matches!(
+            classify(e, "u".into(), 0, &CancellationToken::new(), ""),
+            MirrorError::Git { .. }
+        ));
+    }
+
+    #[test]
+    fn replay_limit_is_an_auth_failure() {
+        let e = git2::Error::new(
+            ErrorCode::GenericError,
+            ErrorClass::Http,
+            "too many redirects or authentication replays",
+        );
+        assert!(matches!(
+            classify(e, "u".into(), 1, &CancellationToken::new(), ""),
+            MirrorError::AuthRejected { .. }
+        ));
+    }
+}

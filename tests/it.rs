@@ -1,0 +1,11 @@
+//! The one integration-test binary (`autotests = false`): one module per topic, shared
+//! fixtures in `support/`. One binary links the crate and the test servers once.
+
+mod support;
+
+mod backup;
+mod cli;
+mod emulator;
+mod mirror;
+mod provider;
+mod store;
