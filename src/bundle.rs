@@ -103,6 +103,13 @@ pub fn write(repo: &Path, out: &Path) -> Result<Option<BundleInfo>, BundleError>
         return Ok(None);
     }
 
+    // Decided before anything reads objects: a single pack that disagrees with its index is
+    // damaged, and libgit2 would only say its objects are "not found".
+    let source = pack_source(git.path()).map_err(repo_err)?;
+    if let PackSource::Build(why) = &source {
+        tracing::debug!(repo = %repo.display(), "building a new pack: {why}");
+    }
+
     // A ref whose object is missing would make an unclonable bundle whichever way the pack is
     // made; an idx lookup per tip is cheap, and it is what makes the pack reuse below safe.
     let odb = git.odb().map_err(git_err)?;
@@ -126,14 +133,6 @@ pub fn write(repo: &Path, out: &Path) -> Result<Option<BundleInfo>, BundleError>
     let head_hex = head.oid.map(|oid| oid.to_string());
     let header = header(HashAlgo::Sha1, &header_refs, head_hex.as_deref()).map_err(repo_err)?;
 
-    let reusable = match reusable_pack(git.path()) {
-        Ok(pack) => pack,
-        Err(why) => {
-            tracing::debug!(repo = %repo.display(), "building a new pack: {why}");
-            None
-        }
-    };
-
     let io_err = |source: io::Error| BundleError::Io {
         path: out.display().to_string(),
         source,
@@ -141,12 +140,12 @@ pub fn write(repo: &Path, out: &Path) -> Result<Option<BundleInfo>, BundleError>
     let file = File::create(out).map_err(io_err)?;
     let mut w = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, file));
     w.write_all(&header).map_err(io_err)?;
-    let pack_reused = match &reusable {
-        Some(pack) => {
+    let pack_reused = match &source {
+        PackSource::Reuse(pack) => {
             copy_pack(pack, &mut w).map_err(io_err)?;
             true
         }
-        None => {
+        PackSource::Build(_) => {
             build_pack(&git, &odb, &refs, head.oid, &mut w, io_err, git_err)?;
             false
         }
@@ -235,7 +234,9 @@ fn read_head(repo: &Repository) -> Head {
         };
     };
     let oid = head.resolve().ok().and_then(|r| r.target());
-    let symbolic = head.symbolic_target().map(str::to_owned);
+    let symbolic = head
+        .symbolic_target_bytes()
+        .map(|t| String::from_utf8_lossy(t).into_owned());
     Head {
         // Only reported when it resolves: an unborn `refs/heads/master` is not a head.
         symbolic: symbolic.filter(|_| oid.is_some()),
@@ -269,36 +270,53 @@ fn ordered_refs(repo: &Repository, head: Option<&str>) -> Result<Vec<(Vec<u8>, O
     Ok(refs)
 }
 
-/// The repository's only pack, when copying it verbatim is certain to give a complete bundle;
-/// `Err(reason)` says why not (for the debug log). Cheap: directory listings and a few bytes
-/// of the pack and its index, never the pack's contents.
-fn reusable_pack(git_dir: &Path) -> Result<Option<PathBuf>, String> {
+enum PackSource {
+    /// Copy this pack verbatim.
+    Reuse(PathBuf),
+    /// Build a new pack; the reason is for the debug log.
+    Build(String),
+}
+
+/// Whether the repository's only pack can be copied verbatim with the certainty of a complete
+/// bundle. Cheap: directory listings and a few bytes of the pack and its index, never the
+/// pack's contents. `Err` when that single pack is damaged (no pack could be built from it).
+fn pack_source(git_dir: &Path) -> Result<PackSource, String> {
+    let build = |why: &str| Ok(PackSource::Build(why.to_owned()));
     let objects = git_dir.join("objects");
     let alternates = objects.join("info").join("alternates");
     if fs::metadata(&alternates).is_ok_and(|m| m.len() > 0) {
-        return Err("objects may live in an alternate object store".into());
+        return build("objects may live in an alternate object store");
     }
-    if has_loose_objects(&objects).map_err(|e| format!("cannot list objects: {e}"))? {
-        return Err("there are loose objects".into());
+    match has_loose_objects(&objects) {
+        Ok(false) => {}
+        Ok(true) => return build("there are loose objects"),
+        Err(e) => return build(&format!("cannot list objects: {e}")),
     }
     let mut packs = Vec::new();
-    let pack_dir = objects.join("pack");
-    for entry in fs::read_dir(&pack_dir).map_err(|e| format!("cannot list packs: {e}"))? {
-        let path = entry.map_err(|e| e.to_string())?.path();
+    let listing = match fs::read_dir(objects.join("pack")) {
+        Ok(listing) => listing,
+        Err(e) => return build(&format!("cannot list packs: {e}")),
+    };
+    for entry in listing {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => return build(&format!("cannot list packs: {e}")),
+        };
         match path.extension().and_then(|e| e.to_str()) {
             Some("pack") => packs.push(path),
             // A partial clone's pack: objects it leaves out live on the server.
-            Some("promisor") => return Err("a promisor pack is present".into()),
+            Some("promisor") => return build("a promisor pack is present"),
             _ => {}
         }
     }
     let pack = match packs.len() {
         1 => packs.pop().expect("one pack"),
-        0 => return Err("there is no pack".into()),
-        n => return Err(format!("there are {n} packs")),
+        0 => return build("there is no pack"),
+        n => return build(&format!("there are {n} packs")),
     };
-    check_pack_and_index(&pack, &pack.with_extension("idx"))?;
-    Ok(Some(pack))
+    check_pack_and_index(&pack, &pack.with_extension("idx"))
+        .map_err(|why| format!("damaged pack {}: {why}", pack.display()))?;
+    Ok(PackSource::Reuse(pack))
 }
 
 fn has_loose_objects(objects: &Path) -> io::Result<bool> {
@@ -385,13 +403,7 @@ fn build_pack<W: Write>(
     io_err: impl Fn(io::Error) -> BundleError,
     git_err: impl Fn(git2::Error) -> BundleError,
 ) -> Result<(), BundleError> {
-    // The limits go into an extra config file added to this repository handle only, so the
-    // repository's own config is never touched.
-    let limits = tempfile::NamedTempFile::new().map_err(&io_err)?;
-    fs::write(limits.path(), PACK_LIMITS).map_err(&io_err)?;
-    repo.config()
-        .and_then(|mut c| c.add_file(limits.path(), ConfigLevel::App, true))
-        .map_err(&git_err)?;
+    let _limits = apply_pack_limits(repo).map_err(&io_err)?;
 
     let mut pb = repo.packbuilder().map_err(&git_err)?;
     let mut walk = repo.revwalk().map_err(&git_err)?;
@@ -414,6 +426,18 @@ fn build_pack<W: Write>(
         (None, Err(e)) => Err(git_err(e)),
         (None, Ok(())) => Ok(()),
     }
+}
+
+/// Puts [`PACK_LIMITS`] into an extra config file added to this repository handle only (at
+/// the highest level, so nothing overrides it): the repository's own config is never touched.
+/// The file must outlive the `PackBuilder`, which reads it when created.
+fn apply_pack_limits(repo: &Repository) -> io::Result<tempfile::NamedTempFile> {
+    let limits = tempfile::NamedTempFile::new()?;
+    fs::write(limits.path(), PACK_LIMITS)?;
+    repo.config()
+        .and_then(|mut c| c.add_file(limits.path(), ConfigLevel::App, true))
+        .map_err(io::Error::other)?;
+    Ok(limits)
 }
 
 /// Adds what one ref names: commits go to the walk; annotated tags (and tags of tags) are
@@ -521,6 +545,20 @@ mod tests {
         for bad in [&b"refs/heads/a b"[..], b"refs/heads/a\nb", b""] {
             assert!(header(HashAlgo::Sha1, &[(bad, A.to_owned())], None).is_err());
         }
+    }
+
+    #[test]
+    fn pack_limits_reach_the_config_the_packbuilder_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(tmp.path()).unwrap();
+        let _limits = apply_pack_limits(&repo).unwrap();
+        // `packbuilder_config` reads a snapshot of the repository's config.
+        let snapshot = repo.config().unwrap().snapshot().unwrap();
+        assert_eq!(snapshot.get_i64("pack.windowMemory").unwrap(), 64 << 20);
+        assert_eq!(snapshot.get_i64("pack.deltaCacheSize").unwrap(), 16 << 20);
+        // ... and the repository's own config file is left alone.
+        let own = std::fs::read_to_string(tmp.path().join("config")).unwrap();
+        assert!(!own.contains("windowMemory"), "{own}");
     }
 
     #[test]

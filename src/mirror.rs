@@ -135,7 +135,7 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
     // The advertised ref list survives the disconnect, so this answers without a new request.
     // An empty remote has no default branch: not an error, the caller skips it.
     let head = match remote.default_branch() {
-        Ok(buf) => buf.as_str().map(str::to_owned),
+        Ok(buf) => buf.as_str().ok().map(str::to_owned),
         Err(_) => None,
     };
     let head = match head {

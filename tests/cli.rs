@@ -1,1 +1,157 @@
-//! placeholder
+//! The command line contract: usage errors, credentials precedence, `list`, `login`.
+
+use serde_json::Value;
+
+use crate::support::bitbucket::RepoOpts;
+use crate::support::git::{empty_repo, simple_repo};
+use crate::support::harness::{KEY, SECRET, TestEnv};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_one_line_error_naming_what_to_fix_with_exit_2() {
+    let env = TestEnv::new().await;
+    env.emu.add_workspace("acme");
+    for (args, needle) in [
+        (&["backup", "--owner", "acme", "--date", "24/11/2026"][..], "--date"),
+        (&["backup", "--owner", "acme", "--dest", "gs://bucket"][..], "--dest"),
+        (&["backup", "--owner", "acme", "--jobs", "0"][..], "--jobs"),
+        (&["backup", "--owner", "acme", "--part-size", "1MiB"][..], "--part-size"),
+        (&["backup", "--owner", "acme", "--include", "a["][..], "--include"),
+        (&["backup", "--owner", "a/b"][..], "--owner"),
+        (&["backup", "--owner", "acme", "--retry-delay", "soon"][..], "--retry-delay"),
+        (&["backup", "--owner", "acme", "--bitbucket-api-url", "ftp://x"][..], "--bitbucket-api-url"),
+        (&["backup"][..], "--owner"),
+        (&["frobnicate"][..], "frobnicate"),
+    ] {
+        let run = env.run(args).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?} should name {needle}: {}", run.stderr);
+        if !matches!(args[0], "frobnicate") && args.len() > 1 {
+            let error_lines: Vec<_> = run.stderr.lines().filter(|l| l.starts_with("error")).collect();
+            assert_eq!(error_lines.len(), 1, "{args:?}: {}", run.stderr);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_off_a_terminal_name_the_flags_and_variables() {
+    let mut env = TestEnv::new().await;
+    env.remove_env("BITBUCKET_CONSUMER_KEY");
+    env.remove_env("BITBUCKET_CONSUMER_SECRET");
+    let run = env.run(&["list", "--owner", "acme"]).await;
+    run.expect_code(2);
+    for needle in ["--consumer-key", "--consumer-secret", "BITBUCKET_CONSUMER_KEY", "BITBUCKET_CONSUMER_SECRET", "login"] {
+        assert!(run.stderr.contains(needle), "missing {needle}: {}", run.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_file_and_node_script_aliases_work() {
+    let mut env = TestEnv::new().await;
+    let fixtures = env.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    env.emu.add_repo("acme", "api", &simple_repo(&fixtures, "api", "main"), RepoOpts::default());
+    env.remove_env("BITBUCKET_CONSUMER_SECRET");
+    env.set_env("BITBUCKET_CONSUMER_KEY", "wrong-key-from-env");
+    let secret_file = env.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+
+    // Flag beats env for the key; the secret comes from the file.
+    let run = env
+        .run(&["list", "--owner", "acme", "--consumerKey", KEY, "--consumer-secret-file", secret_file.to_str().unwrap()])
+        .await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("api"));
+
+    let dest = env.path().join("legacy");
+    env.run(&[
+        "backup", "--owner", "acme", "--backupFolder", dest.to_str().unwrap(), "--consumerKey", KEY,
+        "--consumerSecret", SECRET,
+    ])
+    .await
+    .expect_code(0);
+    assert!(dest.join("acme").is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_slug_size_update_and_default_branch() {
+    let env = TestEnv::new().await;
+    let fixtures = env.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    env.emu.add_repo("acme", "api", &simple_repo(&fixtures, "api", "develop"), RepoOpts::default());
+    env.emu.add_repo("acme", "void", &empty_repo(&fixtures, "void"), RepoOpts::default());
+
+    let run = env.run(&["list", "--owner", "acme", "--json"]).await;
+    run.expect_code(0);
+    let repos: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(repos.len(), 2);
+    let api = repos.iter().find(|r| r["slug"] == "api").unwrap();
+    assert_eq!(api["default_branch"], "develop");
+    assert_eq!(api["full_name"], "acme/api");
+    assert!(api["size"].is_u64() && api["updated_on"].is_string());
+    assert!(api["clone_url"].as_str().unwrap().starts_with("http://127.0.0.1"));
+    assert!(!api["clone_url"].as_str().unwrap().contains('@'), "user info must be stripped");
+    let void = repos.iter().find(|r| r["slug"] == "void").unwrap();
+    assert!(void["default_branch"].is_null());
+
+    let run = env.run(&["list", "--owner", "acme"]).await;
+    run.expect_code(0);
+    let header = run.stdout.lines().next().unwrap();
+    for col in ["SLUG", "SIZE", "UPDATED", "DEFAULT BRANCH"] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(run.stdout.lines().any(|l| l.starts_with("api") && l.ends_with("develop")));
+    assert!(run.stdout.lines().any(|l| l.starts_with("void") && l.ends_with("(empty)")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_checks_then_stores_credentials_with_mode_0600() {
+    let env = TestEnv::new().await;
+    env.emu.add_workspace("acme");
+    let run = env.run(&["login", "--owner", "acme"]).await;
+    run.expect_code(0);
+    let stored = env.path().join("home/.config/git-offsite/credentials.toml");
+    let text = std::fs::read_to_string(&stored).unwrap();
+    assert!(text.contains(KEY) && text.contains(SECRET));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!run.stderr.contains(SECRET));
+
+    // A later run without any flag or env uses the stored credentials.
+    let mut env = env;
+    env.remove_env("BITBUCKET_CONSUMER_KEY");
+    env.remove_env("BITBUCKET_CONSUMER_SECRET");
+    env.run(&["list", "--owner", "acme"]).await.expect_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_with_a_wrong_secret_exits_3_and_shows_the_consent_url() {
+    let mut env = TestEnv::new().await;
+    env.set_env("BITBUCKET_CONSUMER_SECRET", "not-the-secret-91b");
+    let run = env.run(&["login"]).await;
+    run.expect_code(3);
+    assert!(!run.stderr.contains("not-the-secret-91b"));
+    assert!(
+        run.stderr
+            .contains(&format!("oauth2/authorize?client_id={KEY}&response_type=code")),
+        "{}",
+        run.stderr
+    );
+    assert!(!env.path().join("home/.config/git-offsite/credentials.toml").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_shows_examples() {
+    let env = TestEnv::new().await;
+    let run = env.run(&["--help"]).await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("Examples:") && run.stdout.contains("git-offsite backup --owner acme"));
+    let run = env.run(&["backup", "--help"]).await;
+    run.expect_code(0);
+    for flag in ["--dest", "--jobs", "--date", "--include", "--exclude", "--dry-run", "--consumer-secret-file", "--s3-endpoint"] {
+        assert!(run.stdout.contains(flag), "{flag} missing from help");
+    }
+    assert!(!run.stdout.contains(SECRET), "env values must not show in --help");
+}

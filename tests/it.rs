@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod cli;
 mod emulator;
+mod infra;
 mod mirror;
 mod provider;
 mod store;

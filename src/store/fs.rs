@@ -259,11 +259,15 @@ impl Store for FsStore {
     async fn check(&self) -> Result<(), StoreError> {
         let root = self.root.clone();
         blocking(move || {
-            fs::create_dir_all(&root).map_err(|e| io_err("cannot create the destination directory", &root, e))?;
-            let meta = fs::metadata(&root).map_err(|e| io_err("cannot read the destination", &root, e))?;
-            if !meta.is_dir() {
-                let e = io::Error::new(io::ErrorKind::NotADirectory, "it exists but is not a directory");
-                return Err(io_err("the destination must be a directory:", &root, e));
+            match fs::metadata(&root) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    let e = io::Error::new(io::ErrorKind::NotADirectory, "it exists but is not a directory");
+                    return Err(io_err("the destination must be a directory:", &root, e));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(&root)
+                    .map_err(|e| io_err("cannot create the destination directory", &root, e))?,
+                Err(e) => return Err(io_err("cannot read the destination", &root, e)),
             }
             // A probe write catches read-only mounts and missing permissions before any
             // repository is cloned; it is a staged file, so it is never committed.

@@ -4,4 +4,5 @@
 
 pub mod bitbucket;
 pub mod git;
+pub mod harness;
 pub mod s3;

@@ -1,0 +1,194 @@
+//! The wire format of `GET /2.0/repositories/{workspace}` and its mapping to [`RemoteRepo`].
+//!
+//! Pure functions over bytes, so every quirk of a page (hg repositories, `mainbranch: null`,
+//! user info in clone links) is unit-tested without a server.
+
+use serde::Deserialize;
+use tracing::debug;
+use url::Url;
+
+use crate::provider::RemoteRepo;
+
+/// The `error.message` of a Bitbucket API error body, else the start of the body.
+pub(super) fn api_error_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        message: String,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(e) => e.error.message,
+        Err(_) => String::from_utf8_lossy(body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_string(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Page {
+    pub(super) values: Vec<RawRepo>,
+    pub(super) next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawRepo {
+    slug: Option<String>,
+    full_name: Option<String>,
+    scm: Option<String>,
+    links: Option<Links>,
+    mainbranch: Option<Branch>,
+    size: Option<u64>,
+    updated_on: Option<String>,
+    is_private: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Links {
+    #[serde(default)]
+    clone: Vec<Link>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Link {
+    name: Option<String>,
+    href: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Branch {
+    name: Option<String>,
+}
+
+pub(super) fn parse_page(body: &[u8]) -> Result<Page, String> {
+    serde_json::from_slice(body).map_err(|e| format!("not a page of repositories: {e}"))
+}
+
+impl RawRepo {
+    /// Bitbucket dropped Mercurial in 2020; a missing `scm` is git.
+    pub(super) fn is_git(&self) -> bool {
+        self.scm.as_deref().is_none_or(|s| s == "git")
+    }
+
+    /// `Ok(None)` for a non-git repository. A git repository without an https clone link is an
+    /// error, not a skip: a silently missing repository is the worst outcome for a backup.
+    pub(super) fn into_remote(self) -> Result<Option<RemoteRepo>, String> {
+        let full_name = self.full_name.ok_or("a repository has no `full_name`")?;
+        if let Some(scm) = self.scm.as_deref().filter(|s| *s != "git") {
+            debug!(repo = %full_name, scm, "skipping non-git repository");
+            return Ok(None);
+        }
+        let slug = self
+            .slug
+            .or_else(|| full_name.rsplit('/').next().map(str::to_string))
+            .ok_or_else(|| format!("repository {full_name} has no `slug`"))?;
+        let href = self
+            .links
+            .into_iter()
+            .flat_map(|l| l.clone)
+            .find(|l| l.name.as_deref() == Some("https"))
+            .ok_or_else(|| format!("repository {full_name} has no https clone link"))?
+            .href;
+        let clone_url = clone_url(&href).map_err(|e| format!("repository {full_name}: {e}"))?;
+        Ok(Some(RemoteRepo {
+            slug,
+            full_name,
+            clone_url,
+            size: self.size,
+            updated_on: self.updated_on,
+            default_branch: self.mainbranch.and_then(|b| b.name),
+            is_private: self.is_private,
+        }))
+    }
+}
+
+/// Parses a clone href and drops its user info (`https://someone@bitbucket.org/…` names the
+/// caller; credentials go through the git credential callback only).
+fn clone_url(href: &str) -> Result<Url, String> {
+    let mut url = Url::parse(href).map_err(|e| format!("clone link {href:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("clone link {href:?} is not http(s)"));
+    }
+    // Cannot fail for http(s) URLs, which always have a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_href_loses_user_info() {
+        let url = clone_url("https://someone@bitbucket.org/acme/api.git").unwrap();
+        assert_eq!(url.as_str(), "https://bitbucket.org/acme/api.git");
+        let url = clone_url("https://x:pw@bitbucket.org/acme/api.git").unwrap();
+        assert_eq!(url.as_str(), "https://bitbucket.org/acme/api.git");
+        assert!(clone_url("git@bitbucket.org:acme/api.git").is_err());
+    }
+
+    #[test]
+    fn page_parsing_maps_fields_and_skips_hg() {
+        let body = br#"{"pagelen":100,"size":999,"next":"https://api.bitbucket.org/2.0/repositories/acme?page=2",
+          "values":[
+            {"slug":"api","full_name":"acme/api","scm":"git","size":1234,"is_private":true,
+             "updated_on":"2026-01-02T03:04:05+00:00","mainbranch":{"type":"branch","name":"main"},
+             "links":{"clone":[{"name":"ssh","href":"git@bitbucket.org:acme/api.git"},
+                               {"name":"https","href":"https://me@bitbucket.org/acme/api.git"}]}},
+            {"slug":"old","full_name":"acme/old","scm":"hg","links":{"clone":[]}},
+            {"slug":"empty","full_name":"acme/empty","scm":"git","mainbranch":null,
+             "links":{"clone":[{"name":"https","href":"https://me@bitbucket.org/acme/empty.git"}]}}
+          ]}"#;
+        let page = parse_page(body).unwrap();
+        assert!(page.next.is_some());
+        let repos: Vec<_> = page
+            .values
+            .into_iter()
+            .filter_map(|r| r.into_remote().unwrap())
+            .collect();
+        assert_eq!(repos.len(), 2);
+        assert_eq!(
+            repos[0],
+            RemoteRepo {
+                slug: "api".into(),
+                full_name: "acme/api".into(),
+                clone_url: Url::parse("https://bitbucket.org/acme/api.git").unwrap(),
+                size: Some(1234),
+                updated_on: Some("2026-01-02T03:04:05+00:00".into()),
+                default_branch: Some("main".into()),
+                is_private: Some(true),
+            }
+        );
+        assert_eq!(repos[1].default_branch, None);
+    }
+
+    #[test]
+    fn git_repo_without_https_link_is_an_error() {
+        let body = br#"{"values":[{"slug":"a","full_name":"w/a","scm":"git","links":{"clone":[{"name":"ssh","href":"git@x:w/a.git"}]}}]}"#;
+        let page = parse_page(body).unwrap();
+        let err = page
+            .values
+            .into_iter()
+            .next()
+            .unwrap()
+            .into_remote()
+            .unwrap_err();
+        assert!(err.contains("no https clone link"), "{err}");
+        assert!(parse_page(br#"{"type":"error"}"#).is_err());
+    }
+
+    #[test]
+    fn api_error_message_prefers_bitbucket_text() {
+        assert_eq!(
+            api_error_message(br#"{"type":"error","error":{"message":"No such workspace"}}"#),
+            "No such workspace"
+        );
+        assert_eq!(api_error_message(b"<html>oops</html>"), "<html>oops</html>");
+    }
+}
