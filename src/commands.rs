@@ -10,12 +10,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::{Pipeline, Quiet, Report};
-use crate::cli::{
-    BackupArgs, BitbucketArgs, Cli, Command, ListArgs, LogFormat, LoginArgs, RetryArgs,
-};
+use std::time::Duration;
+
+use clap::CommandFactory;
+
+use crate::cli::{BackupArgs, BitbucketArgs, Cli, Command, ListArgs, LogFormat, LoginArgs};
 use crate::config::{
-    self, BackupConfig, BitbucketEndpoints, ConfigError, ConsumerCredentials, Destination,
-    RepoFilter, StoredCredentials,
+    self, BackupConfig, BitbucketEndpoints, ConfigError, ConsumerCredentials, CredentialRefs,
+    Destination, FileConfig, Source, StoredCredentials,
 };
 use crate::credentials;
 use crate::error::Error;
@@ -28,25 +30,43 @@ use crate::store::fs::FsStore;
 use crate::store::s3::{S3Options, S3Store};
 
 /// Runs one command to its end. `cancel` fires on SIGINT/SIGTERM.
-pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<(), Error> {
-    let format = cli.global.log_format.unwrap_or(LogFormat::Text);
+pub async fn run(cli: Cli, file: FileConfig, cancel: CancellationToken) -> Result<(), Error> {
+    let format = log_format(&cli, &file);
     match cli.command {
-        Command::Backup(args) => backup(args, format, cancel).await,
-        Command::List(args) => list(args).await,
-        Command::Login(args) => login(args).await,
+        Command::Backup(args) => backup(args, &file, format, cancel).await,
+        Command::List(args) => list(args, &file).await,
+        Command::Login(args) => login(args, &file).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "git-offsite", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|source| Error::Io {
+                context: "writing the man page".into(),
+                source,
+            }),
     }
+}
+
+/// `--log-format`/`GIT_OFFSITE_LOG_FORMAT`, then the config file, then text.
+pub fn log_format(cli: &Cli, file: &FileConfig) -> LogFormat {
+    cli.global.log_format.unwrap_or(match file.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    })
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The OAuth consumer: flags, secret file, env, stored file, then (on a terminal) a prompt
-/// with an offer to store the answer.
-fn consumer(args: &BitbucketArgs) -> Result<ConsumerCredentials, Error> {
-    // The stored file is read only when flags and env fall short, so a broken or
-    // too-readable credentials file does not get in the way of explicit flags.
-    match config::resolve_consumer(args, &env, &StoredCredentials::default()) {
+/// The OAuth consumer: flags, secret file, env, the config file's references, the stored
+/// file, then (on a terminal) a prompt with an offer to store the answer.
+fn consumer(args: &BitbucketArgs, refs: &[CredentialRefs]) -> Result<ConsumerCredentials, Error> {
+    // The stored file is read only when everything else falls short, so a broken or
+    // too-readable credentials file does not get in the way of explicit settings.
+    match config::resolve_consumer(args, &env, refs, &StoredCredentials::default()) {
         Ok(Some(c)) => return Ok(c),
         Ok(None) | Err(ConfigError::MissingCredentials { .. }) => {}
         Err(e) => return Err(e.into()),
@@ -56,7 +76,7 @@ fn consumer(args: &BitbucketArgs) -> Result<ConsumerCredentials, Error> {
         Some(p) => credentials::load(p)?,
         None => StoredCredentials::default(),
     };
-    if let Some(c) = config::resolve_consumer(args, &env, &stored)? {
+    if let Some(c) = config::resolve_consumer(args, &env, refs, &stored)? {
         return Ok(c);
     }
     if !credentials::interactive() {
@@ -73,36 +93,27 @@ fn consumer(args: &BitbucketArgs) -> Result<ConsumerCredentials, Error> {
 }
 
 fn bitbucket(
-    args: &BitbucketArgs,
-    retry: &RetryArgs,
+    endpoints: &BitbucketEndpoints,
+    retry: (u32, Duration),
     creds: ConsumerCredentials,
 ) -> Result<BitbucketProvider, Error> {
-    let endpoints = BitbucketEndpoints::new(args)?;
+    let (retries, delay) = retry;
     Ok(BitbucketProvider::new(BitbucketOptions {
-        api_url: endpoints.api_url,
-        token_url: endpoints.token_url,
+        api_url: endpoints.api_url.clone(),
+        token_url: endpoints.token_url.clone(),
         consumer_key: creds.key,
         consumer_secret: creds.secret,
-        retry: retry_policy(retry)?,
+        // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.
+        retry: RetryPolicy {
+            max_attempts: retries + 4,
+            base_delay: delay,
+            max_delay: delay.saturating_mul(30),
+        },
         user_agent: crate::TOOL.to_string(),
     })?)
 }
 
-/// Retry pacing for the hosting API, from the same flags as git and upload retries.
-fn retry_policy(args: &RetryArgs) -> Result<RetryPolicy, ConfigError> {
-    let (retries, delay) = config::retry_settings(args)?;
-    Ok(RetryPolicy {
-        // The API gets a few more attempts than a clone: a 429 costs nothing to wait out.
-        max_attempts: retries + 4,
-        base_delay: delay,
-        max_delay: delay.saturating_mul(30),
-    })
-}
-
-async fn open_store(
-    cfg: &BackupConfig,
-    cancel: &CancellationToken,
-) -> Result<Arc<dyn Store>, Error> {
+async fn open_store(cfg: &BackupConfig, cancel: &CancellationToken) -> Result<Arc<dyn Store>, Error> {
     Ok(match &cfg.dest {
         Destination::Local(dir) => Arc::new(FsStore::new(dir.clone())),
         Destination::S3 { bucket, .. } => Arc::new(
@@ -122,30 +133,49 @@ async fn open_store(
     })
 }
 
-async fn backup(args: BackupArgs, format: LogFormat, cancel: CancellationToken) -> Result<(), Error> {
-    let cfg = BackupConfig::new(&args)?;
-    let provider: Arc<dyn Provider> = Arc::new(bitbucket(
-        &args.bitbucket,
-        &args.retry,
-        consumer(&args.bitbucket)?,
-    )?);
+/// Backs up every source (owner) in turn. One owner failing does not stop the next: each has
+/// its own manifest, and the exit code reports the worst outcome.
+async fn backup(args: BackupArgs, file: &FileConfig, format: LogFormat, cancel: CancellationToken) -> Result<(), Error> {
+    let cfg = BackupConfig::new(&args, file, &env)?;
     let store = open_store(&cfg, &cancel).await?;
-    let layout = Layout::new(cfg.dest.prefix(), &cfg.owner, cfg.date)?;
+    let mut outcomes: Vec<(String, Result<Option<Report>, Error>)> = Vec::new();
+    for source in &cfg.sources {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let result = backup_source(&cfg, source, &args.bitbucket, store.clone(), &cancel, format).await;
+        outcomes.push((source.owner.clone(), result));
+    }
+    if cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    combine(outcomes)
+}
+
+async fn backup_source(
+    cfg: &BackupConfig,
+    source: &Source,
+    bitbucket_args: &BitbucketArgs,
+    store: Arc<dyn Store>,
+    cancel: &CancellationToken,
+    format: LogFormat,
+) -> Result<Option<Report>, Error> {
+    let creds = consumer(bitbucket_args, &source.credentials)?;
+    let provider: Arc<dyn Provider> = Arc::new(bitbucket(&cfg.endpoints, (cfg.retries, cfg.retry_delay), creds)?);
     let pipeline = Pipeline {
         provider,
         store,
-        layout,
-        owner: cfg.owner.clone(),
+        layout: Layout::new(cfg.dest.prefix(), &source.owner, cfg.date)?,
+        owner: source.owner.clone(),
         date: cfg.date,
         jobs: cfg.jobs,
-        filter: cfg.filter.clone(),
+        filter: source.filter.clone(),
         tmp_dir: cfg.tmp_dir.clone(),
         retries: cfg.retries,
         retry_delay: cfg.retry_delay,
-        cancel,
+        cancel: cancel.clone(),
         observer: Arc::new(Quiet),
     };
-
     if cfg.dry_run {
         let plan = pipeline.plan().await?;
         let mut out = std::io::stdout().lock();
@@ -153,21 +183,51 @@ async fn backup(args: BackupArgs, format: LogFormat, cancel: CancellationToken) 
             let _ = writeln!(out, "{}\t{}", p.repo.full_name, p.key);
         }
         eprintln!(
-            "dry run: {} repositories would be backed up to {}; nothing was cloned or uploaded",
+            "dry run: {} repositories of `{}` would be backed up to {}; nothing was cloned or uploaded",
             plan.len(),
+            source.owner,
             pipeline.store.location()
         );
-        return Ok(());
+        return Ok(None);
     }
-
     let report = pipeline.run().await?;
     print_summary(&report, format);
-    let s = report.summary();
-    if s.failed > 0 {
+    Ok(Some(report))
+}
+
+/// One exit status for several owners: a run-ending error of any owner wins (the first
+/// one), then failed repositories (exit 5), then success. `Ok(None)` is a dry run.
+fn combine(outcomes: Vec<(String, Result<Option<Report>, Error>)>) -> Result<(), Error> {
+    let several = outcomes.len() > 1;
+    let mut fatal: Option<Error> = None;
+    let (mut failed, mut total, mut manifests) = (0, 0, Vec::new());
+    for (owner, outcome) in outcomes {
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(report)) => {
+                let s = report.summary();
+                failed += s.failed;
+                total += s.ok + s.empty + s.failed;
+                if s.failed > 0 {
+                    manifests.push(report.manifest_location.clone());
+                }
+            }
+            Err(e) => {
+                if several {
+                    tracing::error!(owner = %owner, error = %e, "owner not backed up");
+                }
+                fatal.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    if failed > 0 {
         return Err(Error::Partial {
-            failed: s.failed,
-            total: s.ok + s.empty + s.failed,
-            manifest: report.manifest_location.clone(),
+            failed,
+            total,
+            manifest: manifests.join(", "),
         });
     }
     Ok(())
@@ -229,29 +289,36 @@ fn print_summary(report: &Report, format: LogFormat) {
     );
 }
 
-async fn list(args: ListArgs) -> Result<(), Error> {
-    config::check_owner(&args.owner)?;
-    let filter = RepoFilter::new(&args.filter)?;
-    let provider = bitbucket(&args.bitbucket, &args.retry, consumer(&args.bitbucket)?)?;
-    let repos: Vec<RemoteRepo> = provider
-        .list_repos(&args.owner)
-        .await?
-        .into_iter()
-        .filter(|r| filter.matches(&r.slug))
-        .collect();
+async fn list(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
+    let sources = config::sources(args.owner.as_deref(), &args.filter, file)?;
+    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
+    let retry = config::retry_settings(&args.retry, file)?;
+    let mut repos: Vec<RemoteRepo> = Vec::new();
+    for source in &sources {
+        let provider = bitbucket(&endpoints, retry, consumer(&args.bitbucket, &source.credentials)?)?;
+        repos.extend(
+            provider
+                .list_repos(&source.owner)
+                .await?
+                .into_iter()
+                .filter(|r| source.filter.matches(&r.slug)),
+        );
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let _ = serde_json::to_writer_pretty(&mut out, &repos);
         let _ = writeln!(out);
         return Ok(());
     }
-    let width = repos.iter().map(|r| r.slug.len()).max().unwrap_or(4).max(4);
+    // One owner: slugs; several: full names, so rows stay unambiguous.
+    let name = |r: &RemoteRepo| if sources.len() > 1 { r.full_name.clone() } else { r.slug.clone() };
+    let width = repos.iter().map(|r| name(r).len()).max().unwrap_or(4).max(4);
     let _ = writeln!(out, "{:<width$}  {:>10}  {:<25}  DEFAULT BRANCH", "SLUG", "SIZE", "UPDATED");
     for r in &repos {
         let _ = writeln!(
             out,
             "{:<width$}  {:>10}  {:<25}  {}",
-            r.slug,
+            name(r),
             r.size
                 .map(|b| bytesize::ByteSize::b(b).display().iec().to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -263,19 +330,21 @@ async fn list(args: ListArgs) -> Result<(), Error> {
     Ok(())
 }
 
-async fn login(args: LoginArgs) -> Result<(), Error> {
+async fn login(args: LoginArgs, file: &FileConfig) -> Result<(), Error> {
     if let Some(o) = &args.owner {
         config::check_owner(o)?;
     }
-    // `login` asks even when other credentials exist: that is what it is for. Flags and env
-    // still win so it can run in scripts.
-    let creds = match config::resolve_consumer(&args.bitbucket, &env, &StoredCredentials::default())? {
+    // `login` asks even when a stored file exists: replacing it is what it is for. Flags, env
+    // and the config file's references still win so it can run in scripts.
+    let refs = [file.bitbucket.credentials(file.base_dir())];
+    let creds = match config::resolve_consumer(&args.bitbucket, &env, &refs, &StoredCredentials::default())? {
         Some(c) => c,
         None if credentials::interactive() => credentials::prompt_consumer()?,
         None => return Err(ConfigError::MissingCredentials { missing: "key and secret" }.into()),
     };
-    let provider = bitbucket(&args.bitbucket, &RetryArgs::default(), creds.clone())?;
-    eprintln!("Checking the consumer against {} …", args.bitbucket.bitbucket_token_url);
+    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
+    let provider = bitbucket(&endpoints, config::retry_settings(&Default::default(), file)?, creds.clone())?;
+    eprintln!("Checking the consumer against {} …", endpoints.token_url);
     if let Err(e) = provider.check_login(args.owner.as_deref()).await {
         eprintln!(
             "If the consumer has not been authorised yet, open this URL while logged in to Bitbucket \

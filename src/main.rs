@@ -13,8 +13,20 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit 2 here, as clap does by default
-    let format = cli.global.log_format.unwrap_or(LogFormat::Text);
+    // The config file is read before logging starts because it may choose the log format.
+    let file = match &cli.global.config {
+        Some(path) => match git_offsite::config::file::load(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(git_offsite::error::exit::USAGE);
+            }
+        },
+        None => Default::default(),
+    };
+    let format = git_offsite::commands::log_format(&cli, &file);
     init_logging(format, cli.global.verbose, cli.global.quiet);
+    git_offsite::mirror::init_global_options();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -26,7 +38,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
-        git_offsite::commands::run(cli, cancel).await
+        git_offsite::commands::run(cli, file, cancel).await
     });
     // Let in-flight aborts and temp-dir removals finish rather than killing them mid-way.
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));

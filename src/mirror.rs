@@ -73,8 +73,28 @@ impl MirrorError {
 /// Every ref, force-updated, so the mirror is an exact copy of the remote's ref namespace.
 const REFSPEC: &str = "+refs/*:refs/*";
 
+/// How long a connection attempt may take before the fetch fails (and is retried).
+pub const CONNECT_TIMEOUT_MS: i32 = 30_000;
+/// How long a fetch may wait for the server to send anything before it fails: a stalled
+/// server must not hang an unattended run until its deadline.
+pub const READ_TIMEOUT_MS: i32 = 300_000;
+
+/// Sets libgit2's process-wide network timeouts. Call once at startup, before any fetch.
+pub fn init_global_options() {
+    // SAFETY: these only store an integer in libgit2's global settings; called once, before
+    // any thread uses libgit2.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(READ_TIMEOUT_MS);
+    }
+}
+
 /// Fetches every ref of `opts.url` (`+refs/*:refs/*`) into a new bare repository at `dir`
 /// and points its HEAD at the remote's default branch. Blocking: call from `spawn_blocking`.
+///
+/// `dir` should not exist yet (or be empty): a fresh mirror holds exactly one pack, which
+/// [`crate::bundle::write`] then copies verbatim. Fetching again into the same directory works
+/// but adds a second pack, and the bundle has to build a new one.
 pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError> {
     let url = display_url(opts.url);
     let secret = opts.auth.map(|a| a.password.expose()).unwrap_or("");

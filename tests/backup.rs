@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::support::bitbucket::{ConsumerOpts, Fault, RepoOpts, Route};
-use crate::support::git::{empty_repo, git, rich_repo, simple_repo};
+use crate::support::git::{big_repo, empty_repo, git, rich_repo, simple_repo};
 use crate::support::harness::{SECRET, TestEnv};
 use crate::support::s3::TestS3;
 
@@ -362,6 +362,61 @@ async fn json_logs_are_one_object_a_line_and_dry_run_writes_nothing() {
     assert_eq!(summary["ok"], 2);
     assert_eq!(summary["failed"], 0);
     assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+}
+
+/// SIGTERM (what Kubernetes sends) while a multipart upload is in flight: no new repositories,
+/// the upload aborted, temp dirs removed, no manifest (the run is incomplete), exit 130 well
+/// within a pod's grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_aborts_uploads_cleans_up_and_exits_non_zero() {
+    let env = TestEnv::new().await;
+    let s3 = TestS3::start().await;
+    if !s3.can_inject_faults() {
+        eprintln!("skipped: needs the in-process S3 server to slow uploads down");
+        return;
+    }
+    let fixtures = env.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    // `aaa-big` sorts first and is listed first, so it is among the first two in flight.
+    env.emu.add_repo("acme", "aaa-big", &big_repo(&fixtures, "aaa-big", 24 << 20), RepoOpts::default());
+    for i in 0..6 {
+        let slug = format!("small-{i}");
+        env.emu.add_repo("acme", &slug, &simple_repo(&fixtures, &slug, "main"), RepoOpts::default());
+    }
+    s3.slow_upload_parts(std::time::Duration::from_secs(3));
+
+    let mut cmd = env.command(&[
+        "backup", "--owner", "acme", "--dest", &format!("s3://{}/git", s3.bucket), "--jobs", "1",
+        "--part-size", "5MiB", "--parts-in-flight", "2",
+    ]);
+    cmd.envs(s3.env()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while s3.open_multipart_uploads().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no multipart upload started");
+        assert!(child.try_wait().unwrap().is_none(), "exited before the upload started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let signalled = std::time::Instant::now();
+    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(kill.success());
+
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("did not exit within 60 s of SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(20), "took {:?}", signalled.elapsed());
+    assert!(stderr.contains("SIGTERM") && stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(s3.open_multipart_uploads().await, 0, "multipart upload left open");
+    let keys = s3.keys().await;
+    assert!(!keys.iter().any(|k| k.ends_with("manifest.json")), "manifest written: {keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("aaa-big")), "partial big bundle: {keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("small-5")), "a repository started after SIGTERM");
+    assert!(env.tmp_leftovers().is_empty(), "temp left: {:?}", env.tmp_leftovers());
 }
 
 fn chrono_today() -> String {

@@ -155,3 +155,98 @@ async fn help_shows_examples() {
     }
     assert!(!run.stdout.contains(SECRET), "env values must not show in --help");
 }
+
+/// Two owners in one run from a config file, credentials referenced (never written) in it;
+/// flags still win over the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_backs_up_several_owners_and_flags_win() {
+    let mut env = TestEnv::new().await;
+    let fixtures = env.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    env.emu.add_repo("acme", "api", &simple_repo(&fixtures, "api", "main"), RepoOpts::default());
+    env.emu.add_repo("acme", "api-old", &simple_repo(&fixtures, "api-old", "main"), RepoOpts::default());
+    env.emu.add_repo("labs", "lab", &simple_repo(&fixtures, "lab", "main"), RepoOpts::default());
+    env.remove_env("BITBUCKET_CONSUMER_KEY");
+    env.remove_env("BITBUCKET_CONSUMER_SECRET");
+    env.set_env("ACME_SECRET", SECRET);
+    std::fs::write(env.path().join("secret.txt"), SECRET).unwrap();
+    let dest = env.path().join("from-file");
+    let config = env.path().join("git-offsite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"dest = "{}"
+jobs = 2
+log_format = "json"
+
+[bitbucket]
+consumer_key = "{KEY}"
+consumer_secret_file = "secret.txt"
+
+[[source]]
+owner = "acme"
+exclude = ["*-old"]
+consumer_secret_env = "ACME_SECRET"
+
+[[source]]
+owner = "labs"
+"#,
+            dest.display()
+        ),
+    )
+    .unwrap();
+
+    let run = env.run(&["--config", config.to_str().unwrap(), "backup", "--date", "2026-11-24"]).await;
+    run.expect_code(0);
+    assert!(run.stderr.lines().all(|l| l.starts_with('{')), "log_format from the file:\n{}", run.stderr);
+    assert!(dest.join("acme/2026-11-24/api.bundle").is_file());
+    assert!(!dest.join("acme/2026-11-24/api-old.bundle").exists(), "the source's exclude");
+    assert!(dest.join("acme/2026-11-24/manifest.json").is_file());
+    assert!(dest.join("labs/2026-11-24/lab.bundle").is_file());
+    assert!(dest.join("labs/2026-11-24/manifest.json").is_file());
+
+    // Flags beat the file: one owner, another destination, text logs.
+    let other = env.path().join("from-flags");
+    env.set_env("GIT_OFFSITE_CONFIG", config.to_str().unwrap());
+    let run = env
+        .run(&["backup", "--owner", "labs", "--dest", other.to_str().unwrap(), "--log-format", "text"])
+        .await;
+    run.expect_code(0);
+    assert!(!run.stderr.starts_with('{'));
+    assert!(other.join("labs").is_dir() && !other.join("acme").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_mistakes_name_the_file_line_and_key() {
+    let env = TestEnv::new().await;
+    let config = env.path().join("bad.toml");
+    std::fs::write(&config, "dest = \"./b\"\n\n[s3]\npart_sise = \"8MiB\"\n").unwrap();
+    let run = env.run(&["--config", config.to_str().unwrap(), "backup", "--owner", "acme"]).await;
+    run.expect_code(2);
+    let line = run.stderr.trim();
+    assert!(!line.contains('\n'), "one line: {line}");
+    assert!(line.contains("bad.toml") && line.contains("line 4") && line.contains("part_sise"), "{line}");
+
+    std::fs::write(&config, "[bitbucket]\nconsumer_secret = \"pasted-secret-123\"\n").unwrap();
+    let run = env.run(&["--config", config.to_str().unwrap(), "list", "--owner", "acme"]).await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("consumer_secret_file") && !run.stderr.contains("pasted-secret-123"), "{}", run.stderr);
+
+    let run = env.run(&["--config", env.path().join("missing.toml").to_str().unwrap(), "list"]).await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("missing.toml"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_and_man_page_are_generated() {
+    let env = TestEnv::new().await;
+    let run = env.run(&["completions", "bash"]).await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("complete -F _git__offsite") && run.stdout.contains("--consumer-secret-file"), "{}", run.stdout);
+    let run = env.run(&["completions", "zsh"]).await;
+    run.expect_code(0);
+    assert!(run.stdout.starts_with("#compdef git-offsite"));
+    let run = env.run(&["man"]).await;
+    run.expect_code(0);
+    assert!(run.stdout.contains(".TH git-offsite") && run.stdout.contains("backup"), "{}", &run.stdout[..200.min(run.stdout.len())]);
+}

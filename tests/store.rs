@@ -181,13 +181,20 @@ mod fs_only {
         let root = dir.path().join("a/b/backups");
         FsStore::new(root.clone()).check().await.unwrap();
         assert!(root.is_dir());
-        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "the write probe must not stay");
+        assert_eq!(
+            std::fs::read_dir(&root).unwrap().count(),
+            0,
+            "the write probe must not stay"
+        );
 
         let file = dir.path().join("plain-file");
         std::fs::write(&file, b"x").unwrap();
         let err = FsStore::new(file.clone()).check().await.unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(file.to_str().unwrap()) && msg.contains("not a directory"), "{msg}");
+        assert!(
+            msg.contains(file.to_str().unwrap()) && msg.contains("not a directory"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
@@ -203,7 +210,11 @@ mod fs_only {
         let _ = tokio::time::timeout(Duration::from_millis(5), put).await;
         // The blocking copy notices at its next chunk; wait for it to clean up.
         for _ in 0..200 {
-            if f.store.sweep_incomplete("t/", Duration::ZERO).await.unwrap() == 0
+            if f.store
+                .sweep_incomplete("t/", Duration::ZERO)
+                .await
+                .unwrap()
+                == 0
                 && std::fs::read_dir(f.store.root().join("t")).map_or(0, |d| d.count()) <= 1
             {
                 break;
@@ -228,7 +239,9 @@ mod s3_only {
 
     fn skip_without_faults(s3: &TestS3) -> bool {
         if !s3.can_inject_faults() {
-            eprintln!("skipped: fault injection needs the in-process S3 server, not an external one");
+            eprintln!(
+                "skipped: fault injection needs the in-process S3 server, not an external one"
+            );
         }
         !s3.can_inject_faults()
     }
@@ -243,11 +256,17 @@ mod s3_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_missing_bucket_is_bucket_not_found() {
         let s3 = TestS3::start().await;
-        let store = s3.store_with(|o| o.bucket = "no-such-bucket-here".into(), CancellationToken::new());
+        let store = s3.store_with(
+            |o| o.bucket = "no-such-bucket-here".into(),
+            CancellationToken::new(),
+        );
         let err = store.check().await.unwrap_err();
         assert!(matches!(err, StoreError::BucketNotFound { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("no-such-bucket-here") && msg.contains(&s3.endpoint), "{msg}");
+        assert!(
+            msg.contains("no-such-bucket-here") && msg.contains(&s3.endpoint),
+            "{msg}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,11 +280,17 @@ mod s3_only {
         let err = store.check().await.unwrap_err();
         assert!(matches!(err, StoreError::AccessDenied { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("credentials") && msg.contains("403") && !msg.contains("does not exist"), "{msg}");
+        assert!(
+            msg.contains("credentials") && msg.contains("403") && !msg.contains("does not exist"),
+            "{msg}"
+        );
         assert!(!msg.contains(&s3.secret_key));
 
         let key = Key::new("t/x").unwrap();
-        let err = store.put(&key, Bytes::from_static(b"x"), &PutOptions::default()).await.unwrap_err();
+        let err = store
+            .put(&key, Bytes::from_static(b"x"), &PutOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::AccessDenied { .. }), "{err:?}");
         assert!(err.to_string().contains("AccessDenied"), "{err}");
     }
@@ -280,15 +305,25 @@ mod s3_only {
         let err = s3.store().check().await.unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StoreError::Misconfigured { .. }), "{err:?}");
-        assert!(msg.contains("eu-central-1") && msg.contains("--s3-region"), "{msg}");
+        assert!(
+            msg.contains("eu-central-1") && msg.contains("--s3-region"),
+            "{msg}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_endpoint_nobody_listens_on_is_unreachable() {
         let s3 = TestS3::start().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let endpoint = format!("http://127.0.0.1:{port}");
-        let store = s3.store_with(|o| o.endpoint = Some(endpoint.clone()), CancellationToken::new());
+        let store = s3.store_with(
+            |o| o.endpoint = Some(endpoint.clone()),
+            CancellationToken::new(),
+        );
         let err = store.check().await.unwrap_err();
         assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
         assert!(err.to_string().contains(&endpoint), "{err}");
@@ -307,9 +342,15 @@ mod s3_only {
         let (big, data) = big_file(dir.path(), 1);
         let key = Key::new("t/strict/big.bundle").unwrap();
         store.check().await.unwrap();
-        store.put_file(&key, &big, data.len() as u64, &PutOptions::default()).await.unwrap();
+        store
+            .put_file(&key, &big, data.len() as u64, &PutOptions::default())
+            .await
+            .unwrap();
         let small = Key::new("t/strict/small").unwrap();
-        store.put(&small, Bytes::from_static(b"hello"), &PutOptions::default()).await.unwrap();
+        store
+            .put(&small, Bytes::from_static(b"hello"), &PutOptions::default())
+            .await
+            .unwrap();
         assert_eq!(store.get(&key).await.unwrap(), data);
         assert!(store.head(&small).await.unwrap().is_some());
         assert_eq!(store.list("t/strict/").await.unwrap().len(), 2);
@@ -319,7 +360,9 @@ mod s3_only {
         assert!(s3.requests("UploadPart") >= 3 && s3.requests("PutObject") == 1);
 
         // Control: a client on the SDK's defaults is refused.
-        let conf = aws_sdk_s3::config::Builder::from(&s3.sdk_config()).force_path_style(true).build();
+        let conf = aws_sdk_s3::config::Builder::from(&s3.sdk_config())
+            .force_path_style(true)
+            .build();
         let defaults = aws_sdk_s3::Client::from_conf(conf);
         let refused = defaults
             .put_object()
@@ -328,8 +371,16 @@ mod s3_only {
             .body(Bytes::from_static(b"x").into())
             .send()
             .await;
-        assert!(refused.is_err(), "the strict server let a default-checksum PutObject through");
-        assert_eq!(s3.checksum_rejections().len(), 1, "{:?}", s3.checksum_rejections());
+        assert!(
+            refused.is_err(),
+            "the strict server let a default-checksum PutObject through"
+        );
+        assert_eq!(
+            s3.checksum_rejections().len(),
+            1,
+            "{:?}",
+            s3.checksum_rejections()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +390,11 @@ mod s3_only {
         let dir = tempfile::tempdir().unwrap();
         let opts = PutOptions {
             content_type: Some("application/x-git-bundle".into()),
-            metadata: [("sha256".to_string(), "0f".repeat(32)), ("tool".to_string(), "git-offsite".into())].into(),
+            metadata: [
+                ("sha256".to_string(), "0f".repeat(32)),
+                ("tool".to_string(), "git-offsite".into()),
+            ]
+            .into(),
             on_progress: None,
         };
         let (big, data) = big_file(dir.path(), 2);
@@ -350,7 +405,10 @@ mod s3_only {
             store.put_file(&key, path, size, &opts).await.unwrap();
             let head = store.head(&key).await.unwrap().unwrap();
             assert_eq!(head.metadata, opts.metadata, "{name}");
-            assert_eq!(s3.metadata(key.as_str()).await.get("sha256"), opts.metadata.get("sha256"));
+            assert_eq!(
+                s3.metadata(key.as_str()).await.get("sha256"),
+                opts.metadata.get("sha256")
+            );
         }
     }
 
@@ -365,10 +423,27 @@ mod s3_only {
         let (big, data) = big_file(dir.path(), 3);
         let key = Key::new("t/fail/big.bundle").unwrap();
         s3.fail_upload_part(2);
-        let err = store.put_file(&key, &big, data.len() as u64, &PutOptions::default()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Request { op: "UploadPart", .. }), "{err:?}");
+        let err = store
+            .put_file(&key, &big, data.len() as u64, &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Request {
+                    op: "UploadPart",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("InternalError") && msg.contains("500") && msg.contains("t/fail/big.bundle"), "{msg}");
+        assert!(
+            msg.contains("InternalError")
+                && msg.contains("500")
+                && msg.contains("t/fail/big.bundle"),
+            "{msg}"
+        );
         assert!(store.head(&key).await.unwrap().is_none());
         assert_eq!(s3.open_multipart_uploads().await, 0);
         assert_eq!(s3.requests("AbortMultipartUpload"), 1);
@@ -387,7 +462,10 @@ mod s3_only {
         let (big, data) = big_file(dir.path(), 4);
         let key = Key::new("t/retry/big.bundle").unwrap();
         s3.fail_upload_part_once(2);
-        store.put_file(&key, &big, data.len() as u64, &PutOptions::default()).await.unwrap();
+        store
+            .put_file(&key, &big, data.len() as u64, &PutOptions::default())
+            .await
+            .unwrap();
         assert_eq!(s3.get(key.as_str()).await, data);
         assert_eq!(s3.requests("UploadPart"), 4, "three parts and one retry");
         assert_eq!(s3.open_multipart_uploads().await, 0);
@@ -406,7 +484,10 @@ mod s3_only {
         let path = dir.path().join("five-parts");
         std::fs::write(&path, &data).unwrap();
         let key = Key::new("t/bound/x.bundle").unwrap();
-        store.put_file(&key, &path, data.len() as u64, &PutOptions::default()).await.unwrap();
+        store
+            .put_file(&key, &path, data.len() as u64, &PutOptions::default())
+            .await
+            .unwrap();
         assert_eq!(s3.requests("UploadPart"), 5);
         assert_eq!(s3.max_parts_in_flight(), 2);
         assert_eq!(s3.get(key.as_str()).await, data);
@@ -431,12 +512,21 @@ mod s3_only {
             cancel.cancel();
         };
         let opts = PutOptions::default();
-        let (result, ()) = tokio::join!(store.put_file(&key, &big, data.len() as u64, &opts), canceller);
-        assert!(matches!(result, Err(StoreError::Cancelled { .. })), "{result:?}");
+        let (result, ()) = tokio::join!(
+            store.put_file(&key, &big, data.len() as u64, &opts),
+            canceller
+        );
+        assert!(
+            matches!(result, Err(StoreError::Cancelled { .. })),
+            "{result:?}"
+        );
         assert_eq!(s3.open_multipart_uploads().await, 0);
         assert!(store.head(&key).await.unwrap().is_none());
         // A cancelled store starts nothing new.
-        let err = store.put_file(&key, &big, data.len() as u64, &PutOptions::default()).await.unwrap_err();
+        let err = store
+            .put_file(&key, &big, data.len() as u64, &PutOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Cancelled { .. }), "{err:?}");
     }
 
@@ -472,7 +562,11 @@ mod s3_only {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(s3.open_multipart_uploads().await, 0, "the drop guard did not abort the upload");
+        assert_eq!(
+            s3.open_multipart_uploads().await,
+            0,
+            "the drop guard did not abort the upload"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,7 +582,10 @@ mod s3_only {
             ..PutOptions::default()
         };
         let key = Key::new(format!("{}/progress.bundle", s3.prefix)).unwrap();
-        store.put_file(&key, &big, data.len() as u64, &opts).await.unwrap();
+        store
+            .put_file(&key, &big, data.len() as u64, &opts)
+            .await
+            .unwrap();
         let mut parts = seen.lock().unwrap().clone();
         parts.sort();
         let last = data.len() as u64 - 2 * TEST_PART_SIZE;
@@ -499,8 +596,12 @@ mod s3_only {
     async fn debug_output_has_no_credentials() {
         let s3 = TestS3::start().await;
         let opts = S3Options::new(s3.bucket.clone());
-        let store = S3Store::from_sdk_config(&s3.sdk_config(), opts, CancellationToken::new()).unwrap();
+        let store =
+            S3Store::from_sdk_config(&s3.sdk_config(), opts, CancellationToken::new()).unwrap();
         let dbg = format!("{store:?}");
-        assert!(!dbg.contains(&s3.secret_key) && !dbg.contains(&s3.access_key), "{dbg}");
+        assert!(
+            !dbg.contains(&s3.secret_key) && !dbg.contains(&s3.access_key),
+            "{dbg}"
+        );
     }
 }

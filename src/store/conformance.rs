@@ -66,8 +66,16 @@ fn counting(metadata: BTreeMap<String, String>) -> (PutOptions, Arc<AtomicU64>) 
 #[track_caller]
 fn assert_same(got: &[u8], want: &[u8], what: &str) {
     if got != want {
-        let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-        panic!("{what}: {} bytes read back, {} written, first difference at byte {at}", got.len(), want.len());
+        let at = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: {} bytes read back, {} written, first difference at byte {at}",
+            got.len(),
+            want.len()
+        );
     }
 }
 
@@ -82,11 +90,23 @@ pub async fn round_trip(store: &dyn Store, base: &Key) {
     let meta: BTreeMap<String, String> = [("sha256".to_string(), "ab12".to_string())].into();
     let (opts, sent) = counting(meta.clone());
     store.put(&k, data.clone(), &opts).await.expect("put");
-    assert_eq!(sent.load(Ordering::Relaxed), data.len() as u64, "progress of put");
+    assert_eq!(
+        sent.load(Ordering::Relaxed),
+        data.len() as u64,
+        "progress of put"
+    );
     assert_same(&store.get(&k).await.expect("get"), &data, "get after put");
-    let head = store.head(&k).await.expect("head").expect("head finds the object");
+    let head = store
+        .head(&k)
+        .await
+        .expect("head")
+        .expect("head finds the object");
     assert_eq!((&head.key, head.size), (&k, data.len() as u64));
-    assert!(head.metadata.is_empty() || head.metadata == meta, "metadata: {:?}", head.metadata);
+    assert!(
+        head.metadata.is_empty() || head.metadata == meta,
+        "metadata: {:?}",
+        head.metadata
+    );
     let listed = store.list(&format!("{base}/")).await.expect("list");
     assert_eq!(keys(&listed), [k.as_str()]);
     assert_eq!(listed[0].size, data.len() as u64);
@@ -99,10 +119,20 @@ pub async fn put_file_small(store: &dyn Store, base: &Key, scratch: &Path) {
         let src = write_source(scratch, name, &data);
         let k = key(base, name);
         let (opts, sent) = counting(BTreeMap::new());
-        store.put_file(&k, &src, len as u64, &opts).await.expect("put_file");
-        assert_eq!(sent.load(Ordering::Relaxed), len as u64, "progress of {name}");
+        store
+            .put_file(&k, &src, len as u64, &opts)
+            .await
+            .expect("put_file");
+        assert_eq!(
+            sent.load(Ordering::Relaxed),
+            len as u64,
+            "progress of {name}"
+        );
         assert_same(&store.get(&k).await.expect("get"), &data, name);
-        assert!(src.exists(), "put_file must leave the caller's source file in place");
+        assert!(
+            src.exists(),
+            "put_file must leave the caller's source file in place"
+        );
     }
 }
 
@@ -113,49 +143,112 @@ pub async fn put_file_multipart(store: &dyn Store, base: &Key, scratch: &Path) {
     let k = key(base, "big.bundle");
     let meta: BTreeMap<String, String> = [("sha256".to_string(), "cafe".to_string())].into();
     let (opts, sent) = counting(meta.clone());
-    store.put_file(&k, &src, MULTIPART_SIZE, &opts).await.expect("put_file");
-    assert_eq!(sent.load(Ordering::Relaxed), MULTIPART_SIZE, "progress adds up to the size");
-    assert_same(&store.get(&k).await.expect("get"), &data, "multipart object");
+    store
+        .put_file(&k, &src, MULTIPART_SIZE, &opts)
+        .await
+        .expect("put_file");
+    assert_eq!(
+        sent.load(Ordering::Relaxed),
+        MULTIPART_SIZE,
+        "progress adds up to the size"
+    );
+    assert_same(
+        &store.get(&k).await.expect("get"),
+        &data,
+        "multipart object",
+    );
     let head = store.head(&k).await.expect("head").expect("exists");
     assert_eq!(head.size, MULTIPART_SIZE);
-    assert!(head.metadata.is_empty() || head.metadata == meta, "metadata: {:?}", head.metadata);
-    assert!(src.exists(), "put_file must leave the caller's source file in place");
-    assert_eq!(store.sweep_incomplete(&format!("{base}/"), Duration::ZERO).await.expect("sweep"), 0);
+    assert!(
+        head.metadata.is_empty() || head.metadata == meta,
+        "metadata: {:?}",
+        head.metadata
+    );
+    assert!(
+        src.exists(),
+        "put_file must leave the caller's source file in place"
+    );
+    assert_eq!(
+        store
+            .sweep_incomplete(&format!("{base}/"), Duration::ZERO)
+            .await
+            .expect("sweep"),
+        0
+    );
 }
 
 /// A second write replaces the first, whichever call made each, also when it is shorter.
 pub async fn overwrite(store: &dyn Store, base: &Key, scratch: &Path) {
     let k = key(base, "x.bundle");
     let opts = PutOptions::default();
-    store.put(&k, Bytes::from(pseudo_random(5000, 1)), &opts).await.expect("first put");
-    store.put(&k, Bytes::from_static(b"second"), &opts).await.expect("second put");
-    assert_same(&store.get(&k).await.expect("get"), b"second", "after overwrite");
+    store
+        .put(&k, Bytes::from(pseudo_random(5000, 1)), &opts)
+        .await
+        .expect("first put");
+    store
+        .put(&k, Bytes::from_static(b"second"), &opts)
+        .await
+        .expect("second put");
+    assert_same(
+        &store.get(&k).await.expect("get"),
+        b"second",
+        "after overwrite",
+    );
     let third = pseudo_random(3000, 3);
     let src = write_source(scratch, "third", &third);
-    store.put_file(&k, &src, third.len() as u64, &opts).await.expect("put_file over it");
-    assert_same(&store.get(&k).await.expect("get"), &third, "after put_file overwrite");
-    assert_eq!(store.head(&k).await.expect("head").expect("exists").size, third.len() as u64);
-    assert_eq!(keys(&store.list(&format!("{base}/")).await.expect("list")), [k.as_str()]);
+    store
+        .put_file(&k, &src, third.len() as u64, &opts)
+        .await
+        .expect("put_file over it");
+    assert_same(
+        &store.get(&k).await.expect("get"),
+        &third,
+        "after put_file overwrite",
+    );
+    assert_eq!(
+        store.head(&k).await.expect("head").expect("exists").size,
+        third.len() as u64
+    );
+    assert_eq!(
+        keys(&store.list(&format!("{base}/")).await.expect("list")),
+        [k.as_str()]
+    );
 }
 
 /// `list` is a plain string prefix, recursive, sorted; `a/` does not match `ab/`.
 pub async fn list_exact_prefix(store: &dyn Store, base: &Key) {
     let opts = PutOptions::default();
     for rest in ["b/4", "a/2", "ab/3", "a/1", "a/deep/er/5"] {
-        store.put(&key(base, rest), Bytes::from(rest.to_string()), &opts).await.expect("put");
+        store
+            .put(&key(base, rest), Bytes::from(rest.to_string()), &opts)
+            .await
+            .expect("put");
     }
     let list = |p: String| async move { store.list(&p).await.expect("list") };
     let k = |rest: &str| key(base, rest).as_str().to_string();
-    assert_eq!(keys(&list(format!("{base}/a/")).await), [k("a/1"), k("a/2"), k("a/deep/er/5")]);
+    assert_eq!(
+        keys(&list(format!("{base}/a/")).await),
+        [k("a/1"), k("a/2"), k("a/deep/er/5")]
+    );
     assert_eq!(
         keys(&list(format!("{base}/a")).await),
         [k("a/1"), k("a/2"), k("a/deep/er/5"), k("ab/3")]
     );
-    assert_eq!(keys(&list(format!("{base}/a/deep/e")).await), [k("a/deep/er/5")]);
+    assert_eq!(
+        keys(&list(format!("{base}/a/deep/e")).await),
+        [k("a/deep/er/5")]
+    );
     assert_eq!(keys(&list(format!("{base}/")).await).len(), 5);
     assert!(list(format!("{base}/zzz")).await.is_empty());
-    assert!(list(format!("{base}/a/1/")).await.is_empty(), "an object is not a folder");
-    let sizes: Vec<u64> = list(format!("{base}/b")).await.iter().map(|m| m.size).collect();
+    assert!(
+        list(format!("{base}/a/1/")).await.is_empty(),
+        "an object is not a folder"
+    );
+    let sizes: Vec<u64> = list(format!("{base}/b"))
+        .await
+        .iter()
+        .map(|m| m.size)
+        .collect();
     assert_eq!(sizes, [3]);
 }
 
@@ -167,23 +260,54 @@ pub async fn missing_key(store: &dyn Store, base: &Key) {
         Err(StoreError::NotFound { key }) => assert_eq!(key, k.as_str()),
         other => panic!("get of a missing key gave {other:?}"),
     }
-    store.delete(&k).await.expect("deleting a missing object is not an error");
+    store
+        .delete(&k)
+        .await
+        .expect("deleting a missing object is not an error");
     // A "folder" is not an object either.
-    store.put(&key(base, "folder/inside"), Bytes::from_static(b"x"), &PutOptions::default()).await.expect("put");
-    assert!(store.head(&key(base, "folder")).await.expect("head").is_none());
-    assert!(matches!(store.get(&key(base, "folder")).await, Err(StoreError::NotFound { .. })));
+    store
+        .put(
+            &key(base, "folder/inside"),
+            Bytes::from_static(b"x"),
+            &PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    assert!(
+        store
+            .head(&key(base, "folder"))
+            .await
+            .expect("head")
+            .is_none()
+    );
+    assert!(matches!(
+        store.get(&key(base, "folder")).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 /// `delete` removes the object from `get`, `head` and `list`.
 pub async fn delete(store: &dyn Store, base: &Key) {
     let k = key(base, "gone.bundle");
     let keep = key(base, "kept.bundle");
-    store.put(&k, Bytes::from_static(b"bye"), &PutOptions::default()).await.expect("put");
-    store.put(&keep, Bytes::from_static(b"hi"), &PutOptions::default()).await.expect("put");
+    store
+        .put(&k, Bytes::from_static(b"bye"), &PutOptions::default())
+        .await
+        .expect("put");
+    store
+        .put(&keep, Bytes::from_static(b"hi"), &PutOptions::default())
+        .await
+        .expect("put");
     store.delete(&k).await.expect("delete");
     assert!(store.head(&k).await.expect("head").is_none());
-    assert!(matches!(store.get(&k).await, Err(StoreError::NotFound { .. })));
-    assert_eq!(keys(&store.list(&format!("{base}/")).await.expect("list")), [keep.as_str()]);
+    assert!(matches!(
+        store.get(&k).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        keys(&store.list(&format!("{base}/")).await.expect("list")),
+        [keep.as_str()]
+    );
 }
 
 /// Repository slugs are user-chosen: non-ASCII, spaces and URL-special characters survive.
@@ -203,13 +327,22 @@ pub async fn odd_keys(store: &dyn Store, base: &Key, scratch: &Path) {
         let k = key(base, name);
         let data = pseudo_random(100 + i, i as u64);
         let src = write_source(scratch, &format!("src{i}"), &data);
-        store.put_file(&k, &src, data.len() as u64, &PutOptions::default()).await.expect(name);
+        store
+            .put_file(&k, &src, data.len() as u64, &PutOptions::default())
+            .await
+            .expect(name);
         assert_same(&store.get(&k).await.expect(name), &data, name);
-        assert_eq!(store.head(&k).await.expect(name).expect(name).size, data.len() as u64);
+        assert_eq!(
+            store.head(&k).await.expect(name).expect(name).size,
+            data.len() as u64
+        );
         expected.push(k.as_str().to_string());
     }
     expected.sort();
-    assert_eq!(keys(&store.list(&format!("{base}/")).await.expect("list")), expected);
+    assert_eq!(
+        keys(&store.list(&format!("{base}/")).await.expect("list")),
+        expected
+    );
 }
 
 /// A `put_file` that fails mid-way (here: the source is one byte shorter than declared, so
@@ -224,11 +357,29 @@ pub async fn abort_leaves_nothing(store: &dyn Store, base: &Key, scratch: &Path)
         .await
         .expect_err("put_file of a source shorter than declared must fail");
     assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("ended after"), "say what went wrong: {err}");
-    assert!(store.head(&k).await.expect("head").is_none(), "a failed upload left an object");
-    assert!(store.list(&format!("{base}/")).await.expect("list").is_empty());
-    let left = store.sweep_incomplete(&format!("{base}/"), Duration::ZERO).await.expect("sweep");
-    assert_eq!(left, 0, "a failed upload left something behind (open multipart upload or temp file)");
+    assert!(
+        err.to_string().contains("ended after"),
+        "say what went wrong: {err}"
+    );
+    assert!(
+        store.head(&k).await.expect("head").is_none(),
+        "a failed upload left an object"
+    );
+    assert!(
+        store
+            .list(&format!("{base}/"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let left = store
+        .sweep_incomplete(&format!("{base}/"), Duration::ZERO)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        left, 0,
+        "a failed upload left something behind (open multipart upload or temp file)"
+    );
 }
 
 /// `sweep_incomplete` removes only leftovers under the prefix that are older than the cutoff,
@@ -240,21 +391,57 @@ where
     Fut: Future<Output = ()>,
 {
     let done = key(base, "old/done.bundle");
-    store.put(&done, Bytes::from_static(b"complete"), &PutOptions::default()).await.expect("put");
+    store
+        .put(
+            &done,
+            Bytes::from_static(b"complete"),
+            &PutOptions::default(),
+        )
+        .await
+        .expect("put");
     leave_incomplete(key(base, "old/a.bundle")).await;
     leave_incomplete(key(base, "old/deeper/b.bundle")).await;
     leave_incomplete(key(base, "other/c.bundle")).await;
-    assert_eq!(keys(&store.list(&format!("{base}/")).await.expect("list")), [done.as_str()]);
+    assert_eq!(
+        keys(&store.list(&format!("{base}/")).await.expect("list")),
+        [done.as_str()]
+    );
 
     let old = format!("{base}/old/");
-    let n = store.sweep_incomplete(&old, Duration::from_secs(3600)).await.expect("sweep");
-    assert_eq!(n, 0, "fresh uploads (maybe a concurrent run's) must survive");
+    let n = store
+        .sweep_incomplete(&old, Duration::from_secs(3600))
+        .await
+        .expect("sweep");
+    assert_eq!(
+        n, 0,
+        "fresh uploads (maybe a concurrent run's) must survive"
+    );
     // S3 reports upload start times to the second.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let n = store.sweep_incomplete(&old, Duration::from_secs(1)).await.expect("sweep");
+    let n = store
+        .sweep_incomplete(&old, Duration::from_secs(1))
+        .await
+        .expect("sweep");
     assert_eq!(n, 2, "both stale uploads under {old}");
-    assert_eq!(store.sweep_incomplete(&old, Duration::ZERO).await.expect("sweep"), 0);
+    assert_eq!(
+        store
+            .sweep_incomplete(&old, Duration::ZERO)
+            .await
+            .expect("sweep"),
+        0
+    );
     let other = format!("{base}/other/");
-    assert_eq!(store.sweep_incomplete(&other, Duration::ZERO).await.expect("sweep"), 1, "outside the prefix");
-    assert_same(&store.get(&done).await.expect("get"), b"complete", "a finished object");
+    assert_eq!(
+        store
+            .sweep_incomplete(&other, Duration::ZERO)
+            .await
+            .expect("sweep"),
+        1,
+        "outside the prefix"
+    );
+    assert_same(
+        &store.get(&done).await.expect("get"),
+        b"complete",
+        "a finished object",
+    );
 }

@@ -69,7 +69,9 @@ struct Staged {
 
 impl Staged {
     fn new(target: &Path) -> io::Result<Self> {
-        let dir = target.parent().ok_or_else(|| io::Error::other("target has no parent directory"))?;
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("target has no parent directory"))?;
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::other("target has no file name"))?
@@ -138,7 +140,14 @@ fn scan(root: &Path, prefix: &str) -> Result<Vec<Entry>, StoreError> {
     while let Some((dir, rel)) = stack.pop() {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err(io_err("cannot list", &dir, e)),
         };
         for entry in entries {
@@ -147,8 +156,14 @@ fn scan(root: &Path, prefix: &str) -> Result<Vec<Entry>, StoreError> {
                 tracing::debug!(path = %entry.path().display(), "skipping a non-UTF-8 file name");
                 continue;
             };
-            let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-            let file_type = entry.file_type().map_err(|e| io_err("cannot list", &entry.path(), e))?;
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let file_type = entry
+                .file_type()
+                .map_err(|e| io_err("cannot list", &entry.path(), e))?;
             if file_type.is_dir() {
                 // Only descend where keys matching the prefix can live.
                 if child_rel.starts_with(prefix) || prefix.starts_with(&format!("{child_rel}/")) {
@@ -167,7 +182,9 @@ fn scan(root: &Path, prefix: &str) -> Result<Vec<Entry>, StoreError> {
             if !key.starts_with(prefix) {
                 continue;
             }
-            let meta = entry.metadata().map_err(|e| io_err("cannot stat", &entry.path(), e))?;
+            let meta = entry
+                .metadata()
+                .map_err(|e| io_err("cannot stat", &entry.path(), e))?;
             out.push(Entry {
                 key,
                 path: entry.path(),
@@ -226,13 +243,19 @@ fn copy_into(
     let mut copied = 0u64;
     while copied < size {
         if abandoned.load(Ordering::Relaxed) {
-            return Err(StoreError::Cancelled { key: key.to_string() });
+            return Err(StoreError::Cancelled {
+                key: key.to_string(),
+            });
         }
         let want = usize::try_from((size - copied).min(buf.len() as u64)).unwrap_or(buf.len());
         let n = match src.read(&mut buf[..want]) {
             Ok(0) => {
                 let msg = format!("the file ended after {copied} of the expected {size} bytes");
-                return Err(io_err("cannot read", source, io::Error::new(io::ErrorKind::UnexpectedEof, msg)));
+                return Err(io_err(
+                    "cannot read",
+                    source,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, msg),
+                ));
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -262,7 +285,10 @@ impl Store for FsStore {
             match fs::metadata(&root) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
-                    let e = io::Error::new(io::ErrorKind::NotADirectory, "it exists but is not a directory");
+                    let e = io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        "it exists but is not a directory",
+                    );
                     return Err(io_err("the destination must be a directory:", &root, e));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(&root)
@@ -282,9 +308,15 @@ impl Store for FsStore {
         let target = self.path_of(key);
         let progress = opts.on_progress.clone();
         blocking(move || {
-            let mut staged = Staged::new(&target).map_err(|e| io_err("cannot create a temp file for", &target, e))?;
-            staged.file().write_all(&data).map_err(|e| io_err("cannot write", &target, e))?;
-            staged.commit().map_err(|e| io_err("cannot commit", &target, e))?;
+            let mut staged = Staged::new(&target)
+                .map_err(|e| io_err("cannot create a temp file for", &target, e))?;
+            staged
+                .file()
+                .write_all(&data)
+                .map_err(|e| io_err("cannot write", &target, e))?;
+            staged
+                .commit()
+                .map_err(|e| io_err("cannot commit", &target, e))?;
             if let Some(p) = progress {
                 p(data.len() as u64);
             }
@@ -293,7 +325,13 @@ impl Store for FsStore {
         .await
     }
 
-    async fn put_file(&self, key: &Key, path: &Path, size: u64, opts: &PutOptions) -> Result<(), StoreError> {
+    async fn put_file(
+        &self,
+        key: &Key,
+        path: &Path,
+        size: u64,
+        opts: &PutOptions,
+    ) -> Result<(), StoreError> {
         let target = self.path_of(key);
         let source = path.to_path_buf();
         let key = key.clone();
@@ -301,12 +339,17 @@ impl Store for FsStore {
         let abandoned = Arc::new(AtomicBool::new(false));
         let _guard = AbandonOnDrop(abandoned.clone());
         blocking(move || {
-            let mut staged = Staged::new(&target).map_err(|e| io_err("cannot create a temp file for", &target, e))?;
+            let mut staged = Staged::new(&target)
+                .map_err(|e| io_err("cannot create a temp file for", &target, e))?;
             copy_into(&source, size, &mut staged, &key, &abandoned, &opts)?;
             if abandoned.load(Ordering::Relaxed) {
-                return Err(StoreError::Cancelled { key: key.to_string() });
+                return Err(StoreError::Cancelled {
+                    key: key.to_string(),
+                });
             }
-            staged.commit().map_err(|e| io_err("cannot commit", &target, e))
+            staged
+                .commit()
+                .map_err(|e| io_err("cannot commit", &target, e))
         })
         .await
     }
@@ -320,12 +363,15 @@ impl Store for FsStore {
                 Err(e) if is_missing(&e) => return Err(StoreError::NotFound { key }),
                 Err(e) => return Err(io_err("cannot open", &path, e)),
             };
-            let meta = file.metadata().map_err(|e| io_err("cannot stat", &path, e))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| io_err("cannot stat", &path, e))?;
             if !meta.is_file() {
                 return Err(StoreError::NotFound { key });
             }
             let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-            file.read_to_end(&mut data).map_err(|e| io_err("cannot read", &path, e))?;
+            file.read_to_end(&mut data)
+                .map_err(|e| io_err("cannot read", &path, e))?;
             Ok(Bytes::from(data))
         })
         .await
@@ -383,15 +429,24 @@ impl Store for FsStore {
         .await
     }
 
-    async fn sweep_incomplete(&self, prefix: &str, older_than: Duration) -> Result<usize, StoreError> {
+    async fn sweep_incomplete(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<usize, StoreError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         blocking(move || {
-            let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
+            let cutoff = SystemTime::now()
+                .checked_sub(older_than)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
             let mut removed = 0;
             // The temp file's mtime moves while a copy writes to it, so a slow upload in flight
             // of a concurrent run looks fresh and is left alone.
-            for e in scan(&root, &prefix)?.into_iter().filter(|e| e.temp && e.modified <= cutoff) {
+            for e in scan(&root, &prefix)?
+                .into_iter()
+                .filter(|e| e.temp && e.modified <= cutoff)
+            {
                 match fs::remove_file(&e.path) {
                     Ok(()) => removed += 1,
                     Err(err) if is_missing(&err) => {}
@@ -405,7 +460,10 @@ impl Store for FsStore {
 }
 
 fn is_missing(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 #[cfg(test)]
@@ -414,7 +472,10 @@ mod tests {
 
     #[test]
     fn temp_names_are_recognised_and_only_ours() {
-        assert_eq!(temp_target(".api.bundle.tmp-Ab12Cd34Ef56"), Some("api.bundle"));
+        assert_eq!(
+            temp_target(".api.bundle.tmp-Ab12Cd34Ef56"),
+            Some("api.bundle")
+        );
         assert_eq!(temp_target(".a.tmp-b.tmp-Ab12Cd34Ef56"), Some("a.tmp-b"));
         for not_ours in [
             "api.bundle",
@@ -433,7 +494,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("sub/x.bundle");
         let staged = Staged::new(&target).unwrap();
-        let name = staged.tmp.path().file_name().unwrap().to_str().unwrap().to_string();
+        let name = staged
+            .tmp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(temp_target(&name), Some("x.bundle"));
         drop(staged);
         assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 0);

@@ -138,7 +138,11 @@ impl TestS3 {
     }
 
     async fn external(endpoint: String) -> TestS3 {
-        let var = |name: &str| std::env::var(format!("GIT_OFFSITE_TEST_S3_{name}")).ok().filter(|v| !v.is_empty());
+        let var = |name: &str| {
+            std::env::var(format!("GIT_OFFSITE_TEST_S3_{name}"))
+                .ok()
+                .filter(|v| !v.is_empty())
+        };
         let access_key = var("ACCESS_KEY").expect("GIT_OFFSITE_TEST_S3_ACCESS_KEY");
         let secret_key = var("SECRET_KEY").expect("GIT_OFFSITE_TEST_S3_SECRET_KEY");
         let region = var("REGION").unwrap_or_else(|| REGION.into());
@@ -147,7 +151,12 @@ impl TestS3 {
             Some(b) => (b, unique("t-")),
             None => {
                 let b = unique("git-offsite-test-");
-                helper.create_bucket().bucket(&b).send().await.expect("creating a test bucket");
+                helper
+                    .create_bucket()
+                    .bucket(&b)
+                    .send()
+                    .await
+                    .expect("creating a test bucket");
                 (b, "t".into())
             }
         };
@@ -167,7 +176,12 @@ impl TestS3 {
     /// Explicit static credentials, endpoint and region, with fast retries; nothing from the
     /// process environment (tests run in parallel, and env vars are process-global).
     pub fn sdk_config(&self) -> SdkConfig {
-        sdk_config(&self.endpoint, &self.access_key, &self.secret_key, &self.region)
+        sdk_config(
+            &self.endpoint,
+            &self.access_key,
+            &self.secret_key,
+            &self.region,
+        )
     }
 
     /// A store on this server's bucket with [`TEST_PART_SIZE`] parts.
@@ -175,7 +189,11 @@ impl TestS3 {
         self.store_with(|_| {}, CancellationToken::new())
     }
 
-    pub fn store_with(&self, tweak: impl FnOnce(&mut S3Options), cancel: CancellationToken) -> S3Store {
+    pub fn store_with(
+        &self,
+        tweak: impl FnOnce(&mut S3Options),
+        cancel: CancellationToken,
+    ) -> S3Store {
         let mut opts = S3Options {
             part_size: TEST_PART_SIZE,
             ..S3Options::new(self.bucket.clone())
@@ -206,7 +224,9 @@ impl TestS3 {
         &self
             .local
             .as_ref()
-            .expect("fault injection needs the in-process S3 server; check can_inject_faults() first")
+            .expect(
+                "fault injection needs the in-process S3 server; check can_inject_faults() first",
+            )
             .faults
     }
 
@@ -235,18 +255,26 @@ impl TestS3 {
     /// SDK's retries fail too. Until [`Self::clear_faults`].
     pub fn fail_upload_part(&self, nth: usize) {
         let f = self.faults();
-        f.fail_parts_from.store(f.parts_seen.load(Ordering::SeqCst) + nth.max(1), Ordering::SeqCst);
+        f.fail_parts_from.store(
+            f.parts_seen.load(Ordering::SeqCst) + nth.max(1),
+            Ordering::SeqCst,
+        );
     }
 
     /// Only the `nth` UploadPart from now on answers 500; a retry of it succeeds.
     pub fn fail_upload_part_once(&self, nth: usize) {
         let f = self.faults();
-        f.fail_part_once.store(f.parts_seen.load(Ordering::SeqCst) + nth.max(1), Ordering::SeqCst);
+        f.fail_part_once.store(
+            f.parts_seen.load(Ordering::SeqCst) + nth.max(1),
+            Ordering::SeqCst,
+        );
     }
 
     /// Every UploadPart waits this long before the server reads it.
     pub fn slow_upload_parts(&self, delay: Duration) {
-        self.faults().part_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.faults()
+            .part_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Every request answers 403 AccessDenied.
@@ -274,7 +302,13 @@ impl TestS3 {
 
     /// Requests seen for `op` (`"UploadPart"`, `"PutObject"`, …), faulted ones included.
     pub fn requests(&self, op: &str) -> usize {
-        self.faults().counts.lock().unwrap().get(op).copied().unwrap_or(0)
+        self.faults()
+            .counts
+            .lock()
+            .unwrap()
+            .get(op)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The most UploadParts the server saw at once.
@@ -295,7 +329,12 @@ impl TestS3 {
             .key(key)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GetObject {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GetObject {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
         out.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
@@ -308,7 +347,12 @@ impl TestS3 {
             .key(key)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("HeadObject {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "HeadObject {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
         out.metadata().cloned().unwrap_or_default()
     }
 
@@ -324,7 +368,12 @@ impl TestS3 {
             .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
-            keys.extend(page.expect("ListObjectsV2").contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                page.expect("ListObjectsV2")
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
         }
         keys.sort();
         keys
@@ -366,24 +415,36 @@ fn sdk_config(endpoint: &str, access_key: &str, secret_key: &str, region: &str) 
                 .with_initial_backoff(Duration::from_millis(5))
                 .with_max_backoff(Duration::from_millis(50)),
         )
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).build())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .build(),
+        )
         .build()
 }
 
 /// The test's own client: path style and no optional checksums, like the store.
 fn client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(&sdk_config(endpoint, access_key, secret_key, region))
-        .force_path_style(true)
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
+    let conf =
+        aws_sdk_s3::config::Builder::from(&sdk_config(endpoint, access_key, secret_key, region))
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
 
 fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let seed = (SystemTime::now(), std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-    format!("{prefix}{:016x}", std::collections::hash_map::RandomState::new().hash_one(seed))
+    let seed = (
+        SystemTime::now(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+    );
+    format!(
+        "{prefix}{:016x}",
+        std::collections::hash_map::RandomState::new().hash_one(seed)
+    )
 }
 
 // ---- the HTTP layer in front of s3s --------------------------------------------------------
@@ -407,10 +468,13 @@ struct Faults {
 async fn serve(listener: tokio::net::TcpListener, faults: Arc<Faults>, service: S3Service) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let (faults, service) = (faults.clone(), service.clone());
         conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(faults.clone(), service.clone(), req));
+            let svc =
+                hyper::service::service_fn(move |req| handle(faults.clone(), service.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
@@ -434,19 +498,44 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     *faults.counts.lock().unwrap().entry(op).or_default() += 1;
 
     if faults.deny_all.load(Ordering::SeqCst) {
-        return Ok(refuse(req, StatusCode::FORBIDDEN, "AccessDenied", "Access Denied", None).await);
+        return Ok(refuse(
+            req,
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Access Denied",
+            None,
+        )
+        .await);
     }
     let region = faults.wrong_region.lock().unwrap().clone();
     if let Some(region) = region {
         let msg = "The bucket you are attempting to access must be addressed using the specified endpoint.";
-        return Ok(refuse(req, StatusCode::MOVED_PERMANENTLY, "PermanentRedirect", msg, Some(&region)).await);
+        return Ok(refuse(
+            req,
+            StatusCode::MOVED_PERMANENTLY,
+            "PermanentRedirect",
+            msg,
+            Some(&region),
+        )
+        .await);
     }
     if faults.strict.load(Ordering::SeqCst)
         && let Some(header) = checksum_header(req.headers())
     {
-        faults.rejected.lock().unwrap().push(format!("{op}: {header}"));
+        faults
+            .rejected
+            .lock()
+            .unwrap()
+            .push(format!("{op}: {header}"));
         let msg = format!("Header '{header}' with value '…' not implemented");
-        return Ok(refuse(req, StatusCode::NOT_IMPLEMENTED, "NotImplemented", &msg, None).await);
+        return Ok(refuse(
+            req,
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            &msg,
+            None,
+        )
+        .await);
     }
     if op != "UploadPart" {
         return service.call(req.map(s3s::Body::from)).await;
@@ -456,7 +545,14 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     let from = faults.fail_parts_from.load(Ordering::SeqCst);
     if (from != 0 && n >= from) || faults.fail_part_once.load(Ordering::SeqCst) == n {
         let msg = "We encountered an internal error. Please try again. (injected)";
-        return Ok(refuse(req, StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg, None).await);
+        return Ok(refuse(
+            req,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            msg,
+            None,
+        )
+        .await);
     }
     let now = faults.parts_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     faults.max_parts_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -495,7 +591,9 @@ async fn refuse(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
         )
     };
-    let mut resp = Response::builder().status(status).header("content-type", "application/xml");
+    let mut resp = Response::builder()
+        .status(status)
+        .header("content-type", "application/xml");
     if let Some(r) = bucket_region {
         resp = resp.header("x-amz-bucket-region", r);
     }
@@ -516,7 +614,10 @@ async fn drain(body: Incoming) {
 fn checksum_header(headers: &hyper::HeaderMap) -> Option<String> {
     for (name, value) in headers {
         let n = name.as_str();
-        if n.starts_with("x-amz-checksum-") || n == "x-amz-sdk-checksum-algorithm" || n == "x-amz-trailer" {
+        if n.starts_with("x-amz-checksum-")
+            || n == "x-amz-sdk-checksum-algorithm"
+            || n == "x-amz-trailer"
+        {
             return Some(n.to_string());
         }
         if n == "content-encoding" && value.to_str().is_ok_and(|v| v.contains("aws-chunked")) {
@@ -726,12 +827,24 @@ mod tests {
     #[test]
     fn operations_are_recognised_from_path_style_requests() {
         let op = |m: Method, u: &str| operation(&m, &u.parse::<Uri>().unwrap());
-        assert_eq!(op(Method::PUT, "/b/k/x.bundle?partNumber=2&uploadId=u"), "UploadPart");
+        assert_eq!(
+            op(Method::PUT, "/b/k/x.bundle?partNumber=2&uploadId=u"),
+            "UploadPart"
+        );
         assert_eq!(op(Method::PUT, "/b/k/x.bundle"), "PutObject");
         assert_eq!(op(Method::POST, "/b/k?uploads"), "CreateMultipartUpload");
-        assert_eq!(op(Method::POST, "/b/k?uploadId=u"), "CompleteMultipartUpload");
-        assert_eq!(op(Method::DELETE, "/b/k?uploadId=u"), "AbortMultipartUpload");
-        assert_eq!(op(Method::GET, "/b?uploads&prefix=x"), "ListMultipartUploads");
+        assert_eq!(
+            op(Method::POST, "/b/k?uploadId=u"),
+            "CompleteMultipartUpload"
+        );
+        assert_eq!(
+            op(Method::DELETE, "/b/k?uploadId=u"),
+            "AbortMultipartUpload"
+        );
+        assert_eq!(
+            op(Method::GET, "/b?uploads&prefix=x"),
+            "ListMultipartUploads"
+        );
         assert_eq!(op(Method::GET, "/b?list-type=2&prefix=x"), "ListObjectsV2");
         assert_eq!(op(Method::HEAD, "/b"), "HeadBucket");
         assert_eq!(op(Method::HEAD, "/b/"), "HeadBucket");

@@ -1,0 +1,401 @@
+//! Multipart uploads: how a file is cut into parts, sending them with bounded concurrency,
+//! and making sure every upload ends completed or aborted (S3 bills the parts of an open
+//! upload until someone aborts it), plus the sweep for uploads a crashed run left open.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use futures::{StreamExt, TryStreamExt};
+
+use super::errors::chain;
+use super::{
+    HttpResponse, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE, S3Store, metadata, to_i64,
+};
+use crate::store::{Key, PutOptions, StoreError};
+
+impl S3Store {
+    pub(super) async fn put_multipart(
+        &self,
+        key: &Key,
+        path: &Path,
+        size: u64,
+        opts: &PutOptions,
+    ) -> Result<(), StoreError> {
+        let plan =
+            PartPlan::new(size, self.part_size).map_err(|message| StoreError::Misconfigured {
+                target: self.target(Some(key.as_str())),
+                message,
+            })?;
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_content_type(opts.content_type.clone())
+            .set_metadata(metadata(opts))
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", Some(key.as_str()), e))?;
+        let upload_id = created.upload_id().ok_or_else(|| StoreError::Request {
+            op: "CreateMultipartUpload",
+            key: self.target(Some(key.as_str())),
+            message: "the response carried no upload id".into(),
+        })?;
+        // From here on the upload must end completed or aborted. Errors and cancellation abort
+        // below (awaited, so the caller can rely on it); the guard covers a dropped future.
+        let mut guard = AbortOnDrop {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            armed: true,
+        };
+        let result = self
+            .or_cancelled(
+                key,
+                self.upload_parts_and_complete(key, path, &plan, upload_id, opts),
+            )
+            .await;
+        if result.is_err()
+            && let Err(e) = self.abort(key.as_str(), upload_id).await
+        {
+            tracing::warn!(key = %key, error = %e, "could not abort the failed multipart upload; the next run sweeps it");
+        }
+        // Disarmed only now: if this future is dropped while the abort above is in flight, the
+        // guard still sends one.
+        guard.armed = false;
+        result
+    }
+
+    async fn upload_parts_and_complete(
+        &self,
+        key: &Key,
+        path: &Path,
+        plan: &PartPlan,
+        upload_id: &str,
+        opts: &PutOptions,
+    ) -> Result<(), StoreError> {
+        let mut parts: Vec<CompletedPart> = futures::stream::iter(plan.parts())
+            .map(|part| self.upload_part(key, path, upload_id, part, opts))
+            .buffer_unordered(self.parts_in_flight)
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.error("CompleteMultipartUpload", Some(key.as_str()), e))?;
+        Ok(())
+    }
+
+    async fn upload_part(
+        &self,
+        key: &Key,
+        path: &Path,
+        upload_id: &str,
+        part: Part,
+        opts: &PutOptions,
+    ) -> Result<CompletedPart, StoreError> {
+        let body = file_body(path, part.offset, part.len).await?;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(part.number)
+            .content_length(to_i64(part.len))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.error("UploadPart", Some(key.as_str()), e))?;
+        if let Some(p) = &opts.on_progress {
+            p(part.len);
+        }
+        Ok(CompletedPart::builder()
+            .part_number(part.number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .build())
+    }
+
+    /// Aborting an upload that is already gone is success.
+    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        match abort_upload(&self.client, &self.bucket, key, upload_id).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(self.error("AbortMultipartUpload", Some(key), e)),
+        }
+    }
+
+    pub(super) async fn sweep(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<usize, StoreError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let (mut key_marker, mut id_marker) = (None, None);
+        let mut stale = Vec::new();
+        // Collect first, abort after: aborting while paging could shift the markers.
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .set_prefix((!prefix.is_empty()).then(|| prefix.to_string()))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error("ListMultipartUploads", Some(prefix), e))?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                // An upload without a start time might be a concurrent run's: leave it.
+                let started = upload
+                    .initiated()
+                    .and_then(|t| SystemTime::try_from(*t).ok());
+                if started.is_some_and(|t| t <= cutoff) && key.starts_with(prefix) {
+                    stale.push((key.to_string(), id.to_string()));
+                }
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if page.is_truncated() != Some(true) || (key_marker.is_none() && id_marker.is_none()) {
+                break;
+            }
+        }
+        for (key, id) in &stale {
+            self.abort(key, id).await?;
+            tracing::info!(key = %key, upload_id = %id, "aborted a stale multipart upload");
+        }
+        Ok(stale.len())
+    }
+}
+
+async fn abort_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<
+    (),
+    SdkError<
+        aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadError,
+        HttpResponse,
+    >,
+> {
+    client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+        .map(drop)
+}
+
+/// Aborts the upload from a spawned task if the upload future is dropped mid-way (the caller
+/// gave up, e.g. a timeout or `select!`). Needs a running runtime; without one the upload stays
+/// open until the next run's sweep.
+struct AbortOnDrop {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    armed: bool,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(key = %self.key, "upload dropped outside a runtime; the next run sweeps it");
+            return;
+        };
+        let (client, bucket, key, id) = (
+            self.client.clone(),
+            std::mem::take(&mut self.bucket),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.upload_id),
+        );
+        runtime.spawn(async move {
+            if let Err(e) = abort_upload(&client, &bucket, &key, &id).await {
+                tracing::warn!(key = %key, error = %chain(&e), "could not abort a dropped upload; the next run sweeps it");
+            }
+        });
+    }
+}
+
+/// A retryable, size-hinted body: the SDK re-opens the file at `offset` on every attempt.
+pub(super) async fn file_body(
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<ByteStream, StoreError> {
+    ByteStream::read_from()
+        .path(path)
+        .offset(offset)
+        .length(Length::Exact(len))
+        .build()
+        .await
+        .map_err(|e| {
+            // The SDK's own wording ("`Length::Exact` was larger than …") means nothing to a user.
+            let source = match std::fs::metadata(path) {
+                Ok(m) if m.len() < offset + len => std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the file ended after {} of the expected {} bytes",
+                        m.len(),
+                        offset + len
+                    ),
+                ),
+                _ => std::io::Error::other(e),
+            };
+            StoreError::Io {
+                context: "cannot read",
+                path: path.display().to_string(),
+                source,
+            }
+        })
+}
+
+/// One part of a multipart upload: S3 part numbers start at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    number: i32,
+    offset: u64,
+    len: u64,
+}
+
+/// How a file of `size` bytes is cut: equal parts (R2 requires that) except a shorter last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PartPlan {
+    size: u64,
+    part_size: u64,
+    count: u64,
+}
+
+impl PartPlan {
+    /// `max(wanted, 5 MiB, ceil(size / 10,000))` rounded up to a whole MiB, so the upload never
+    /// needs more than 10,000 parts.
+    fn new(size: u64, wanted: u64) -> Result<Self, String> {
+        let part_size = wanted
+            .max(MIN_PART_SIZE)
+            .max(size.div_ceil(MAX_PARTS))
+            .div_ceil(MIB)
+            * MIB;
+        if part_size > MAX_PART_SIZE {
+            return Err(format!(
+                "{size} bytes is more than S3 accepts in one object (10,000 parts of at most 5 GiB)"
+            ));
+        }
+        Ok(Self {
+            size,
+            part_size,
+            count: size.div_ceil(part_size),
+        })
+    }
+
+    fn parts(&self) -> impl Iterator<Item = Part> + use<> {
+        let Self {
+            size,
+            part_size,
+            count,
+        } = *self;
+        (0..count).map(move |i| {
+            let offset = i * part_size;
+            Part {
+                number: i32::try_from(i + 1).expect("at most 10,000 parts"),
+                offset,
+                len: part_size.min(size - offset),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_size_honours_the_minimum_and_rounds_to_a_mib() {
+        assert_eq!(PartPlan::new(100 * MIB, MIB).unwrap().part_size, 5 * MIB);
+        assert_eq!(
+            PartPlan::new(100 * MIB, 16 * MIB).unwrap().part_size,
+            16 * MIB
+        );
+        // 8 MB (decimal) is not a whole MiB.
+        assert_eq!(
+            PartPlan::new(100 * MIB, 8_000_000).unwrap().part_size,
+            8 * MIB
+        );
+    }
+
+    #[test]
+    fn part_size_grows_to_stay_within_10000_parts() {
+        // 200 GiB in 16 MiB parts would be 12,800 parts.
+        let size = 200 * 1024 * MIB;
+        let plan = PartPlan::new(size, 16 * MIB).unwrap();
+        assert_eq!(plan.part_size, size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB);
+        assert_eq!(plan.part_size, 21 * MIB);
+        assert!(plan.count <= MAX_PARTS);
+        // Exactly at the cap: 10,000 parts of 16 MiB.
+        let plan = PartPlan::new(10_000 * 16 * MIB, 16 * MIB).unwrap();
+        assert_eq!((plan.part_size, plan.count), (16 * MIB, 10_000));
+        // One byte more no longer fits in 16 MiB parts.
+        let plan = PartPlan::new(10_000 * 16 * MIB + 1, 16 * MIB).unwrap();
+        assert_eq!((plan.part_size, plan.count), (17 * MIB, 9_412));
+        // The largest object S3 takes, and one byte more.
+        assert!(PartPlan::new(MAX_PARTS * MAX_PART_SIZE, MIB).is_ok());
+        assert!(PartPlan::new(MAX_PARTS * MAX_PART_SIZE + 1, MIB).is_err());
+    }
+
+    #[test]
+    fn parts_are_equal_except_the_last_and_cover_the_file() {
+        let plan = PartPlan::new(12 * MIB + 3, 5 * MIB).unwrap();
+        let parts: Vec<Part> = plan.parts().collect();
+        assert_eq!(
+            parts,
+            [
+                Part {
+                    number: 1,
+                    offset: 0,
+                    len: 5 * MIB
+                },
+                Part {
+                    number: 2,
+                    offset: 5 * MIB,
+                    len: 5 * MIB
+                },
+                Part {
+                    number: 3,
+                    offset: 10 * MIB,
+                    len: 2 * MIB + 3
+                },
+            ]
+        );
+        let plan = PartPlan::new(10 * MIB, 5 * MIB).unwrap();
+        assert_eq!(
+            plan.parts().map(|p| p.len).collect::<Vec<_>>(),
+            [5 * MIB, 5 * MIB]
+        );
+    }
+}
