@@ -54,6 +54,8 @@ pub trait Observer: Send + Sync {
     fn phase(&self, _slug: &str, _phase: Phase) {}
     /// Bytes received by the fetch so far (total, not a delta).
     fn received(&self, _slug: &str, _total: u64) {}
+    /// The bundle is written: `size` bytes are about to be uploaded.
+    fn bundled(&self, _slug: &str, _size: u64) {}
     /// Bytes just uploaded (a delta).
     fn uploaded(&self, _slug: &str, _delta: u64) {}
     fn finished(&self, _entry: &RepoEntry) {}
@@ -107,7 +109,10 @@ impl Pipeline {
     /// Lists the owner's repositories and applies the filters.
     pub async fn select(&self) -> Result<Vec<RemoteRepo>, Error> {
         let repos = self.provider.list_repos(&self.owner).await?;
-        Ok(repos.into_iter().filter(|r| self.filter.matches(&r.slug)).collect())
+        Ok(repos
+            .into_iter()
+            .filter(|r| self.filter.matches(&r.slug))
+            .collect())
     }
 
     /// What `run` would do, without cloning or uploading: checks the destination and lists.
@@ -133,8 +138,13 @@ impl Pipeline {
             .await
         {
             Ok(0) => {}
-            Ok(n) => tracing::info!(aborted = n, "aborted incomplete uploads left by an earlier run"),
-            Err(e) => tracing::warn!(error = %e, "could not look for incomplete uploads of earlier runs"),
+            Ok(n) => tracing::info!(
+                aborted = n,
+                "aborted incomplete uploads left by an earlier run"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for incomplete uploads of earlier runs")
+            }
         }
 
         let repos = self.select().await?;
@@ -239,8 +249,12 @@ impl Pipeline {
     /// modules below never put credentials into their errors).
     async fn try_backup_one(&self, repo: &RemoteRepo) -> Result<Option<(Key, BundleInfo)>, String> {
         let key = self.layout.bundle(&repo.slug).map_err(|e| e.to_string())?;
-        let tmp = make_private_tempdir(&self.tmp_dir)
-            .map_err(|e| format!("cannot create a temp dir in {}: {e}", self.tmp_dir.display()))?;
+        let tmp = make_private_tempdir(&self.tmp_dir).map_err(|e| {
+            format!(
+                "cannot create a temp dir in {}: {e}",
+                self.tmp_dir.display()
+            )
+        })?;
         let mirror_dir = tmp.path().join("mirror.git");
 
         self.observer.phase(&repo.slug, Phase::Mirror);
@@ -258,6 +272,7 @@ impl Pipeline {
         let Some(info) = info else {
             return Ok(None);
         };
+        self.observer.bundled(&repo.slug, info.size);
         // The bundle holds a copy of the mirror's pack: free the disk before the upload.
         let m = mirror_dir.clone();
         let _ = blocking(move || std::fs::remove_dir_all(m)).await;
@@ -266,15 +281,24 @@ impl Pipeline {
             return Err("interrupted".into());
         }
         self.observer.phase(&repo.slug, Phase::Upload);
-        self.upload_with_retries(repo, &key, &bundle_path, &info).await?;
+        self.upload_with_retries(repo, &key, &bundle_path, &info)
+            .await?;
         drop(tmp);
         Ok(Some((key, info)))
     }
 
-    async fn fetch_with_retries(&self, repo: &RemoteRepo, dir: &Path) -> Result<mirror::Mirror, String> {
+    async fn fetch_with_retries(
+        &self,
+        repo: &RemoteRepo,
+        dir: &Path,
+    ) -> Result<mirror::Mirror, String> {
         let mut delays = self.backoff();
         let mut renewed = false;
-        let mut auth = self.provider.git_auth(false).await.map_err(|e| e.to_string())?;
+        let mut auth = self
+            .provider
+            .git_auth(false)
+            .await
+            .map_err(|e| e.to_string())?;
         loop {
             if dir.exists() {
                 let d = dir.to_path_buf();
@@ -307,7 +331,11 @@ impl Pipeline {
                     // Most likely the token expired between `git_auth` and the fetch.
                     tracing::info!(repo = %repo.full_name, "git refused the token; renewing it once");
                     renewed = true;
-                    auth = self.provider.git_auth(true).await.map_err(|e| e.to_string())?;
+                    auth = self
+                        .provider
+                        .git_auth(true)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 Err(e) if !e.is_transient() => return Err(format!("mirror: {e}")),
                 Err(e) => match delays.next() {
@@ -370,7 +398,10 @@ impl Pipeline {
 }
 
 fn is_transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unreachable { .. } | StoreError::Request { .. })
+    matches!(
+        e,
+        StoreError::Unreachable { .. } | StoreError::Request { .. }
+    )
 }
 
 /// Runs blocking git work off the async threads. A panic inside becomes this repository's

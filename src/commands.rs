@@ -9,7 +9,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::{Pipeline, Quiet, Report};
+use std::time::Instant;
+
+use crate::backup::{Observer, Pipeline, Quiet, Report};
+use crate::healthcheck::Healthcheck;
+use crate::metrics::{self, OwnerRun, Pushgateway, RunMetrics};
+use crate::progress::Progress;
 use std::time::Duration;
 
 use clap::CommandFactory;
@@ -17,7 +22,7 @@ use clap::CommandFactory;
 use crate::cli::{BackupArgs, BitbucketArgs, Cli, Command, ListArgs, LogFormat, LoginArgs};
 use crate::config::{
     self, BackupConfig, BitbucketEndpoints, ConfigError, ConsumerCredentials, CredentialRefs,
-    Destination, FileConfig, Source, StoredCredentials,
+    Destination, FileConfig, ReportSettings, Source, StoredCredentials,
 };
 use crate::credentials;
 use crate::error::Error;
@@ -32,12 +37,18 @@ use crate::store::s3::{S3Options, S3Store};
 /// Runs one command to its end. `cancel` fires on SIGINT/SIGTERM.
 pub async fn run(cli: Cli, file: FileConfig, cancel: CancellationToken) -> Result<(), Error> {
     let format = log_format(&cli, &file);
+    let quiet = cli.global.quiet;
     match cli.command {
-        Command::Backup(args) => backup(args, &file, format, cancel).await,
+        Command::Backup(args) => backup(args, &file, format, quiet, cancel).await,
         Command::List(args) => list(args, &file).await,
         Command::Login(args) => login(args, &file).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "git-offsite", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "git-offsite",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Man => clap_mangen::Man::new(Cli::command())
@@ -51,10 +62,12 @@ pub async fn run(cli: Cli, file: FileConfig, cancel: CancellationToken) -> Resul
 
 /// `--log-format`/`GIT_OFFSITE_LOG_FORMAT`, then the config file, then text.
 pub fn log_format(cli: &Cli, file: &FileConfig) -> LogFormat {
-    cli.global.log_format.unwrap_or(match file.log_format.as_deref() {
-        Some("json") => LogFormat::Json,
-        _ => LogFormat::Text,
-    })
+    cli.global
+        .log_format
+        .unwrap_or(match file.log_format.as_deref() {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        })
 }
 
 fn env(name: &str) -> Option<String> {
@@ -80,7 +93,10 @@ fn consumer(args: &BitbucketArgs, refs: &[CredentialRefs]) -> Result<ConsumerCre
         return Ok(c);
     }
     if !credentials::interactive() {
-        return Err(ConfigError::MissingCredentials { missing: "key and secret" }.into());
+        return Err(ConfigError::MissingCredentials {
+            missing: "key and secret",
+        }
+        .into());
     }
     let creds = credentials::prompt_consumer()?;
     if let Some(p) = &path
@@ -113,7 +129,10 @@ fn bitbucket(
     })?)
 }
 
-async fn open_store(cfg: &BackupConfig, cancel: &CancellationToken) -> Result<Arc<dyn Store>, Error> {
+async fn open_store(
+    cfg: &BackupConfig,
+    cancel: &CancellationToken,
+) -> Result<Arc<dyn Store>, Error> {
     Ok(match &cfg.dest {
         Destination::Local(dir) => Arc::new(FsStore::new(dir.clone())),
         Destination::S3 { bucket, .. } => Arc::new(
@@ -134,65 +153,218 @@ async fn open_store(cfg: &BackupConfig, cancel: &CancellationToken) -> Result<Ar
 }
 
 /// Backs up every source (owner) in turn. One owner failing does not stop the next: each has
-/// its own manifest, and the exit code reports the worst outcome.
-async fn backup(args: BackupArgs, file: &FileConfig, format: LogFormat, cancel: CancellationToken) -> Result<(), Error> {
+/// its own manifest, and the exit code reports the worst outcome. Metrics and the
+/// healthcheck ping come last, also after an interruption, so monitoring sees every run.
+async fn backup(
+    args: BackupArgs,
+    file: &FileConfig,
+    format: LogFormat,
+    quiet: bool,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let cfg = BackupConfig::new(&args, file, &env)?;
     let store = open_store(&cfg, &cancel).await?;
+    let healthcheck = match (&cfg.report.healthcheck_url, cfg.dry_run) {
+        (Some(url), false) => Some(
+            Healthcheck::new(url.as_str())
+                .map_err(|e| ConfigError::Other(format!("--healthcheck-url: {e}")))?,
+        ),
+        _ => None,
+    };
+    if let Some(hc) = &healthcheck
+        && let Err(e) = hc.start().await
+    {
+        tracing::warn!(error = %e, "healthcheck start ping failed");
+    }
+    let progress = (format == LogFormat::Text && !quiet && !cfg.dry_run)
+        .then(Progress::new_if_terminal)
+        .flatten()
+        .map(Arc::new);
+    let observer: Arc<dyn Observer> = match &progress {
+        Some(p) => p.clone(),
+        None => Arc::new(Quiet),
+    };
+
+    let mut metrics = RunMetrics::new();
     let mut outcomes: Vec<(String, Result<Option<Report>, Error>)> = Vec::new();
     for source in &cfg.sources {
         if cancel.is_cancelled() {
             break;
         }
-        let result = backup_source(&cfg, source, &args.bitbucket, store.clone(), &cancel, format).await;
+        let started = Instant::now();
+        let ctx = SourceRun {
+            cfg: &cfg,
+            bitbucket_args: &args.bitbucket,
+            store: store.clone(),
+            cancel: &cancel,
+            format,
+            observer: observer.clone(),
+            progress: progress.as_deref(),
+        };
+        let result = ctx.run(source).await;
+        match &result {
+            Ok(Some(report)) => {
+                metrics.add(OwnerRun::from_report(report));
+            }
+            Err(_) => {
+                metrics.add(OwnerRun::failed(&source.owner, started.elapsed()));
+            }
+            Ok(None) => {}
+        }
         outcomes.push((source.owner.clone(), result));
     }
-    if cancel.is_cancelled() {
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let interrupted = cancel.is_cancelled();
+    if !cfg.dry_run {
+        report_run(
+            &cfg.report,
+            &metrics,
+            healthcheck.as_ref(),
+            &outcomes,
+            interrupted,
+        )
+        .await;
+    }
+    if interrupted {
         return Err(Error::Interrupted);
     }
     combine(outcomes)
 }
 
-async fn backup_source(
-    cfg: &BackupConfig,
-    source: &Source,
-    bitbucket_args: &BitbucketArgs,
-    store: Arc<dyn Store>,
-    cancel: &CancellationToken,
-    format: LogFormat,
-) -> Result<Option<Report>, Error> {
-    let creds = consumer(bitbucket_args, &source.credentials)?;
-    let provider: Arc<dyn Provider> = Arc::new(bitbucket(&cfg.endpoints, (cfg.retries, cfg.retry_delay), creds)?);
-    let pipeline = Pipeline {
-        provider,
-        store,
-        layout: Layout::new(cfg.dest.prefix(), &source.owner, cfg.date)?,
-        owner: source.owner.clone(),
-        date: cfg.date,
-        jobs: cfg.jobs,
-        filter: source.filter.clone(),
-        tmp_dir: cfg.tmp_dir.clone(),
-        retries: cfg.retries,
-        retry_delay: cfg.retry_delay,
-        cancel: cancel.clone(),
-        observer: Arc::new(Quiet),
-    };
-    if cfg.dry_run {
-        let plan = pipeline.plan().await?;
-        let mut out = std::io::stdout().lock();
-        for p in &plan {
-            let _ = writeln!(out, "{}\t{}", p.repo.full_name, p.key);
-        }
-        eprintln!(
-            "dry run: {} repositories of `{}` would be backed up to {}; nothing was cloned or uploaded",
-            plan.len(),
-            source.owner,
-            pipeline.store.location()
-        );
-        return Ok(None);
+/// Writes/pushes metrics and pings the healthcheck. Failures are warnings: a monitoring
+/// outage must never turn a good backup into a failed one.
+async fn report_run(
+    settings: &ReportSettings,
+    metrics: &RunMetrics,
+    healthcheck: Option<&Healthcheck>,
+    outcomes: &[(String, Result<Option<Report>, Error>)],
+    interrupted: bool,
+) {
+    // After SIGTERM the pod's grace period is ticking: one quick attempt each.
+    let (retries, timeout) = if interrupted { (0, 5) } else { (2, 10) };
+    if let Some(path) = &settings.metrics_file
+        && let Err(e) = metrics::write_file(path, metrics)
+    {
+        tracing::warn!(error = %e, "cannot write the metrics file");
     }
-    let report = pipeline.run().await?;
-    print_summary(&report, format);
-    Ok(Some(report))
+    if let Some(url) = &settings.pushgateway {
+        let pushed = match Pushgateway::new(url.as_str()) {
+            Ok(gw) => {
+                gw.with_retries(retries, Duration::from_secs(1))
+                    .with_timeout(Duration::from_secs(timeout))
+                    .push(metrics)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = pushed {
+            tracing::warn!(error = %e, "metrics push failed");
+        }
+    }
+    let Some(hc) = healthcheck else { return };
+    let hc = hc
+        .clone()
+        .with_retries(retries, Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(timeout));
+    let mut ok = !interrupted;
+    let mut body: Vec<String> = Vec::new();
+    for (owner, outcome) in outcomes {
+        match outcome {
+            Ok(Some(r)) => {
+                let s = r.summary();
+                ok &= s.failed == 0;
+                body.push(format!(
+                    "{owner}: {} ok, {} empty, {} failed, {}, {:.0} s",
+                    s.ok,
+                    s.empty,
+                    s.failed,
+                    bytesize::ByteSize::b(s.bytes).display().iec(),
+                    r.elapsed.as_secs_f64()
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                ok = false;
+                body.push(format!("{owner}: {e}"));
+            }
+        }
+    }
+    if interrupted {
+        body.push("interrupted by a signal".into());
+    }
+    let result = if ok {
+        hc.success(&body.join("\n")).await
+    } else {
+        hc.fail(&body.join("\n")).await
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "healthcheck ping failed");
+    }
+}
+
+/// What backing up one source needs from the command.
+struct SourceRun<'a> {
+    cfg: &'a BackupConfig,
+    bitbucket_args: &'a BitbucketArgs,
+    store: Arc<dyn Store>,
+    cancel: &'a CancellationToken,
+    format: LogFormat,
+    observer: Arc<dyn Observer>,
+    progress: Option<&'a Progress>,
+}
+
+impl SourceRun<'_> {
+    /// Runs `f` with the progress bars out of the way (prompts, summaries).
+    fn above_bars<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self.progress {
+            Some(p) => p.multi().suspend(f),
+            None => f(),
+        }
+    }
+
+    /// `Ok(None)` for a dry run.
+    async fn run(&self, source: &Source) -> Result<Option<Report>, Error> {
+        let cfg = self.cfg;
+        let creds = self.above_bars(|| consumer(self.bitbucket_args, &source.credentials))?;
+        let provider: Arc<dyn Provider> = Arc::new(bitbucket(
+            &cfg.endpoints,
+            (cfg.retries, cfg.retry_delay),
+            creds,
+        )?);
+        let pipeline = Pipeline {
+            provider,
+            store: self.store.clone(),
+            layout: Layout::new(cfg.dest.prefix(), &source.owner, cfg.date)?,
+            owner: source.owner.clone(),
+            date: cfg.date,
+            jobs: cfg.jobs,
+            filter: source.filter.clone(),
+            tmp_dir: cfg.tmp_dir.clone(),
+            retries: cfg.retries,
+            retry_delay: cfg.retry_delay,
+            cancel: self.cancel.clone(),
+            observer: self.observer.clone(),
+        };
+        if cfg.dry_run {
+            let plan = pipeline.plan().await?;
+            let mut out = std::io::stdout().lock();
+            for p in &plan {
+                let _ = writeln!(out, "{}\t{}", p.repo.full_name, p.key);
+            }
+            eprintln!(
+                "dry run: {} repositories of `{}` would be backed up to {}; nothing was cloned or uploaded",
+                plan.len(),
+                source.owner,
+                pipeline.store.location()
+            );
+            return Ok(None);
+        }
+        let report = pipeline.run().await?;
+        self.above_bars(|| print_summary(&report, self.format));
+        Ok(Some(report))
+    }
 }
 
 /// One exit status for several owners: a run-ending error of any owner wins (the first
@@ -260,7 +432,12 @@ fn print_summary(report: &Report, format: LogFormat) {
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err);
-    for r in report.manifest.repositories.iter().filter(|r| r.status == Status::Failed) {
+    for r in report
+        .manifest
+        .repositories
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+    {
         let _ = writeln!(
             err,
             "failed: {}: {}",
@@ -268,7 +445,11 @@ fn print_summary(report: &Report, format: LogFormat) {
             r.error.as_deref().unwrap_or("unknown error")
         );
     }
-    let rate = if secs > 0.0 { s.bytes as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        s.bytes as f64 / secs
+    } else {
+        0.0
+    };
     let _ = writeln!(
         err,
         "  {:<12} {:>6} {:>6} {:>6}   {:>10}   {:>8}\n  {:<12} {:>6} {:>6} {:>6}   {:>10}   {:>7.1}s   ({}/s)\n  manifest: {}",
@@ -295,7 +476,11 @@ async fn list(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
     let retry = config::retry_settings(&args.retry, file)?;
     let mut repos: Vec<RemoteRepo> = Vec::new();
     for source in &sources {
-        let provider = bitbucket(&endpoints, retry, consumer(&args.bitbucket, &source.credentials)?)?;
+        let provider = bitbucket(
+            &endpoints,
+            retry,
+            consumer(&args.bitbucket, &source.credentials)?,
+        )?;
         repos.extend(
             provider
                 .list_repos(&source.owner)
@@ -311,9 +496,24 @@ async fn list(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
         return Ok(());
     }
     // One owner: slugs; several: full names, so rows stay unambiguous.
-    let name = |r: &RemoteRepo| if sources.len() > 1 { r.full_name.clone() } else { r.slug.clone() };
-    let width = repos.iter().map(|r| name(r).len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "{:<width$}  {:>10}  {:<25}  DEFAULT BRANCH", "SLUG", "SIZE", "UPDATED");
+    let name = |r: &RemoteRepo| {
+        if sources.len() > 1 {
+            r.full_name.clone()
+        } else {
+            r.slug.clone()
+        }
+    };
+    let width = repos
+        .iter()
+        .map(|r| name(r).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>10}  {:<25}  DEFAULT BRANCH",
+        "SLUG", "SIZE", "UPDATED"
+    );
     for r in &repos {
         let _ = writeln!(
             out,
@@ -337,13 +537,27 @@ async fn login(args: LoginArgs, file: &FileConfig) -> Result<(), Error> {
     // `login` asks even when a stored file exists: replacing it is what it is for. Flags, env
     // and the config file's references still win so it can run in scripts.
     let refs = [file.bitbucket.credentials(file.base_dir())];
-    let creds = match config::resolve_consumer(&args.bitbucket, &env, &refs, &StoredCredentials::default())? {
+    let creds = match config::resolve_consumer(
+        &args.bitbucket,
+        &env,
+        &refs,
+        &StoredCredentials::default(),
+    )? {
         Some(c) => c,
         None if credentials::interactive() => credentials::prompt_consumer()?,
-        None => return Err(ConfigError::MissingCredentials { missing: "key and secret" }.into()),
+        None => {
+            return Err(ConfigError::MissingCredentials {
+                missing: "key and secret",
+            }
+            .into());
+        }
     };
     let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
-    let provider = bitbucket(&endpoints, config::retry_settings(&Default::default(), file)?, creds.clone())?;
+    let provider = bitbucket(
+        &endpoints,
+        config::retry_settings(&Default::default(), file)?,
+        creds.clone(),
+    )?;
     eprintln!("Checking the consumer against {} …", endpoints.token_url);
     if let Err(e) = provider.check_login(args.owner.as_deref()).await {
         eprintln!(

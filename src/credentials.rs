@@ -33,7 +33,11 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     let base = env("XDG_CONFIG_HOME")
         .filter(|p| Path::new(p).is_absolute())
         .map(PathBuf::from)
-        .or_else(|| env("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".config")))?;
+        .or_else(|| {
+            env("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
     Some(base.join("git-offsite").join("credentials.toml"))
 }
 
@@ -48,7 +52,9 @@ fn cred_err(path: &Path, message: impl Into<String>) -> ConfigError {
 pub fn load(path: &Path) -> Result<StoredCredentials, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoredCredentials::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(StoredCredentials::default());
+        }
         Err(e) => return Err(cred_err(path, e.to_string())),
     };
     #[cfg(unix)]
@@ -98,7 +104,9 @@ pub fn save(path: &Path, creds: &ConsumerCredentials) -> Result<(), ConfigError>
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| cred_err(path, e.to_string()))?;
+    builder
+        .create(dir)
+        .map_err(|e| cred_err(path, e.to_string()))?;
 
     let text = toml::to_string(&File {
         bitbucket: Some(Section {
@@ -118,7 +126,8 @@ pub fn save(path: &Path, creds: &ConsumerCredentials) -> Result<(), ConfigError>
     )
     .and_then(|()| tmp.as_file().sync_all())
     .map_err(|e| cred_err(path, e.to_string()))?;
-    tmp.persist(path).map_err(|e| cred_err(path, e.error.to_string()))?;
+    tmp.persist(path)
+        .map_err(|e| cred_err(path, e.error.to_string()))?;
     Ok(())
 }
 
@@ -136,7 +145,8 @@ pub fn prompt_consumer() -> Result<ConsumerCredentials, ConfigError> {
     let mut key = String::new();
     std::io::stdin().read_line(&mut key).map_err(io)?;
     let key = key.trim().to_string();
-    let secret = rpassword::prompt_password("Bitbucket OAuth consumer secret (not echoed): ").map_err(io)?;
+    let secret =
+        rpassword::prompt_password("Bitbucket OAuth consumer secret (not echoed): ").map_err(io)?;
     let secret = secret.trim().to_string();
     if key.is_empty() || secret.is_empty() {
         return Err(ConfigError::MissingCredentials {
@@ -154,7 +164,10 @@ pub fn prompt_consumer() -> Result<ConsumerCredentials, ConfigError> {
 /// Asks a yes/no question on the terminal; anything but y/yes is no.
 pub fn confirm(question: &str) -> bool {
     let mut stderr = std::io::stderr();
-    if write!(stderr, "{question} [y/N] ").and_then(|()| stderr.flush()).is_err() {
+    if write!(stderr, "{question} [y/N] ")
+        .and_then(|()| stderr.flush())
+        .is_err()
+    {
         return false;
     }
     let mut answer = String::new();
@@ -209,7 +222,11 @@ mod tests {
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");
 
-        std::fs::write(&path, "[bitbucket]\nconsumer_key = \"k\"\nconsumer_secret = s3cr3t-unquoted\n").unwrap();
+        std::fs::write(
+            &path,
+            "[bitbucket]\nconsumer_key = \"k\"\nconsumer_secret = s3cr3t-unquoted\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("line 3") && !e.contains("s3cr3t"), "{e}");

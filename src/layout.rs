@@ -63,11 +63,17 @@ mod tests {
     fn keys_follow_the_documented_layout() {
         let date = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
         let l = Layout::new(Some("git"), "acme", date).unwrap();
-        assert_eq!(l.bundle("api").unwrap().as_str(), "git/acme/2026-11-24/api.bundle");
+        assert_eq!(
+            l.bundle("api").unwrap().as_str(),
+            "git/acme/2026-11-24/api.bundle"
+        );
         assert_eq!(l.manifest().as_str(), "git/acme/2026-11-24/manifest.json");
         assert_eq!(l.owner_prefix(), "git/acme/");
         let l = Layout::new(None, "acme", date).unwrap();
-        assert_eq!(l.bundle("web.site").unwrap().as_str(), "acme/2026-11-24/web.site.bundle");
+        assert_eq!(
+            l.bundle("web.site").unwrap().as_str(),
+            "acme/2026-11-24/web.site.bundle"
+        );
         assert_eq!(l.owner_prefix(), "acme/");
         assert!(l.bundle("a/b").is_err());
         assert!(l.bundle("..").is_err() || l.bundle("..").unwrap().as_str().ends_with("...bundle"));

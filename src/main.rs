@@ -28,7 +28,10 @@ fn main() -> ExitCode {
     init_logging(format, cli.global.verbose, cli.global.quiet);
     git_offsite::mirror::init_global_options();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -48,7 +51,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = error_chain(&e);
             match format {
-                LogFormat::Json => tracing::error!(event = "fatal", exit_code = e.exit_code(), "{message}"),
+                LogFormat::Json => {
+                    tracing::error!(event = "fatal", exit_code = e.exit_code(), "{message}")
+                }
                 LogFormat::Text => eprintln!("error: {message}"),
             }
             ExitCode::from(e.exit_code())
@@ -77,7 +82,10 @@ async fn watch_signals(cancel: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::warn!("cannot install signal handlers; SIGTERM will kill without cleanup");
             return;
         };
@@ -87,9 +95,15 @@ async fn watch_signals(cancel: CancellationToken) {
                 _ = int.recv() => "SIGINT",
             };
             if cancel.is_cancelled() {
-                tracing::warn!(signal = name, "already stopping; waiting for uploads to be aborted");
+                tracing::warn!(
+                    signal = name,
+                    "already stopping; waiting for uploads to be aborted"
+                );
             } else {
-                tracing::warn!(signal = name, "stopping: no new repositories, aborting uploads in flight");
+                tracing::warn!(
+                    signal = name,
+                    "stopping: no new repositories, aborting uploads in flight"
+                );
                 cancel.cancel();
             }
         }
@@ -115,9 +129,14 @@ fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| EnvFilter::new(format!("{others},git_offsite={level}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Log lines go above the progress bars (when any are shown) instead of tearing them.
+        .with_writer(git_offsite::progress::LogWriter::new());
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Text => builder
             .with_target(false)
             .with_ansi(std::io::stderr().is_terminal())

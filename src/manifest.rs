@@ -118,10 +118,23 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
         assert_eq!(v["format"], 1);
-        assert_eq!(v["tool"], format!("git-offsite {}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            v["tool"],
+            format!("git-offsite {}", env!("CARGO_PKG_VERSION"))
+        );
         assert_eq!(v["date"], "2026-11-24");
         let r = &v["repositories"][0];
-        for field in ["slug", "full_name", "status", "key", "size", "sha256", "head", "refs", "error"] {
+        for field in [
+            "slug",
+            "full_name",
+            "status",
+            "key",
+            "size",
+            "sha256",
+            "head",
+            "refs",
+            "error",
+        ] {
             assert!(r.get(field).is_some(), "missing {field}");
         }
         assert_eq!(r["status"], "ok");

@@ -8,5 +8,6 @@ mod cli;
 mod emulator;
 mod infra;
 mod mirror;
+mod observe;
 mod provider;
 mod store;

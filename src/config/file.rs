@@ -101,7 +101,10 @@ impl BitbucketSection {
         CredentialRefs {
             consumer_key: self.consumer_key.clone(),
             consumer_key_env: self.consumer_key_env.clone(),
-            consumer_secret_file: self.consumer_secret_file.as_deref().map(|p| relative_to(base, p)),
+            consumer_secret_file: self
+                .consumer_secret_file
+                .as_deref()
+                .map(|p| relative_to(base, p)),
             consumer_secret_env: self.consumer_secret_env.clone(),
         }
     }
@@ -112,7 +115,10 @@ impl SourceSection {
         CredentialRefs {
             consumer_key: self.consumer_key.clone(),
             consumer_key_env: self.consumer_key_env.clone(),
-            consumer_secret_file: self.consumer_secret_file.as_deref().map(|p| relative_to(base, p)),
+            consumer_secret_file: self
+                .consumer_secret_file
+                .as_deref()
+                .map(|p| relative_to(base, p)),
             consumer_secret_env: self.consumer_secret_env.clone(),
         }
     }
@@ -151,13 +157,18 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// Parses config text; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-    let cfg: FileConfig = toml::from_str(text).map_err(|e| file_error(path, text, e.span(), e.message()))?;
+    let cfg: FileConfig =
+        toml::from_str(text).map_err(|e| file_error(path, text, e.span(), e.message()))?;
     let inline_secret = cfg
         .bitbucket
         .consumer_secret
         .as_ref()
         .into_iter()
-        .chain(cfg.sources.iter().filter_map(|s| s.consumer_secret.as_ref()))
+        .chain(
+            cfg.sources
+                .iter()
+                .filter_map(|s| s.consumer_secret.as_ref()),
+        )
         .next();
     if let Some(spanned) = inline_secret {
         // Point at the line, never quote it: it holds the secret.
@@ -176,7 +187,10 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
                 path: path.to_path_buf(),
                 line: find_line(text, "provider", i),
                 key: Some("source.provider".into()),
-                message: format!("unknown provider `{}`: the only one so far is `bitbucket`", s.provider),
+                message: format!(
+                    "unknown provider `{}`: the only one so far is `bitbucket`",
+                    s.provider
+                ),
             });
         }
     }
@@ -206,7 +220,12 @@ fn find_line(text: &str, key: &str, nth: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
-fn file_error(path: &Path, text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> ConfigError {
+fn file_error(
+    path: &Path,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: &str,
+) -> ConfigError {
     let line = span.as_ref().map(|s| line_of(text, s.start));
     // The key is whatever stands before `=` on that line; a table header names itself.
     let key = line.and_then(|n| text.lines().nth(n - 1)).and_then(|l| {
@@ -282,10 +301,16 @@ consumer_secret_env = "LABS_SECRET"
         let mut cfg = cfg;
         cfg.path = Some("/etc/git-offsite/config.toml".into());
         assert_eq!(
-            cfg.bitbucket.credentials(cfg.base_dir()).consumer_secret_file.unwrap(),
+            cfg.bitbucket
+                .credentials(cfg.base_dir())
+                .consumer_secret_file
+                .unwrap(),
             PathBuf::from("/etc/git-offsite/secret.txt")
         );
-        assert_eq!(cfg.resolve(Path::new("scratch")), PathBuf::from("/etc/git-offsite/scratch"));
+        assert_eq!(
+            cfg.resolve(Path::new("scratch")),
+            PathBuf::from("/etc/git-offsite/scratch")
+        );
     }
 
     fn err(text: &str) -> String {
@@ -295,9 +320,15 @@ consumer_secret_env = "LABS_SECRET"
     #[test]
     fn unknown_keys_and_wrong_types_name_the_file_line_and_key() {
         let e = err("dest = \"./b\"\njbos = 4\n");
-        assert!(e.contains("cfg.toml") && e.contains("line 2") && e.contains("jbos"), "{e}");
+        assert!(
+            e.contains("cfg.toml") && e.contains("line 2") && e.contains("jbos"),
+            "{e}"
+        );
         let e = err("jobs = \"four\"\n");
-        assert!(e.contains("line 1") && e.contains("`jobs`") && e.contains("invalid type"), "{e}");
+        assert!(
+            e.contains("line 1") && e.contains("`jobs`") && e.contains("invalid type"),
+            "{e}"
+        );
         let e = err("[s3]\nparts_in_flight = -1\n");
         assert!(e.contains("line 2") && e.contains("parts_in_flight"), "{e}");
         let e = err("[[source]]\nowner = \"a\"\nprovider = \"gitlab\"\n");
@@ -312,7 +343,10 @@ consumer_secret_env = "LABS_SECRET"
     #[test]
     fn inline_secrets_are_refused_without_being_quoted() {
         let e = err("[bitbucket]\nconsumer_key = \"k\"\nconsumer_secret = \"hunter2\"\n");
-        assert!(e.contains("line 3") && e.contains("consumer_secret_file"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("consumer_secret_file"),
+            "{e}"
+        );
         assert!(!e.contains("hunter2"), "{e}");
         let e = err("[[source]]\nowner = \"a\"\nconsumer_secret = 12345\n");
         assert!(e.contains("line 3") && !e.contains("12345"), "{e}");

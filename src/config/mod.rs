@@ -96,7 +96,11 @@ impl Destination {
                 ));
             }
             if prefix.split('/').any(|seg| seg == ".." || seg == ".") || prefix.contains("//") {
-                return Err(invalid("--dest", s, "the prefix may not contain `.`, `..` or `//`"));
+                return Err(invalid(
+                    "--dest",
+                    s,
+                    "the prefix may not contain `.`, `..` or `//`",
+                ));
             }
             let prefix = (!prefix.is_empty()).then(|| prefix.to_string());
             return Ok(Destination::S3 {
@@ -110,7 +114,9 @@ impl Destination {
             return Err(invalid(
                 "--dest",
                 s,
-                format!("unsupported scheme `{scheme}://`: use s3://bucket[/prefix] or a directory"),
+                format!(
+                    "unsupported scheme `{scheme}://`: use s3://bucket[/prefix] or a directory"
+                ),
             ));
         }
         let path = s.strip_prefix("file://").unwrap_or(s);
@@ -200,7 +206,8 @@ impl S3Settings {
             .clone()
             .or_else(|| file.s3.part_size.clone())
             .unwrap_or_else(|| "16MiB".into());
-        let part_size = parse_size(&part_size_text).map_err(|r| invalid("--part-size", &part_size_text, r))?;
+        let part_size =
+            parse_size(&part_size_text).map_err(|r| invalid("--part-size", &part_size_text, r))?;
         if part_size < MIN_PART_SIZE {
             return Err(invalid(
                 "--part-size",
@@ -209,30 +216,47 @@ impl S3Settings {
             ));
         }
         if part_size > 5 * 1024 * 1024 * 1024 {
-            return Err(invalid("--part-size", &part_size_text, "S3 allows parts of at most 5GiB"));
+            return Err(invalid(
+                "--part-size",
+                &part_size_text,
+                "S3 allows parts of at most 5GiB",
+            ));
         }
-        let parts_in_flight = args.parts_in_flight.or(file.s3.parts_in_flight).unwrap_or(4);
+        let parts_in_flight = args
+            .parts_in_flight
+            .or(file.s3.parts_in_flight)
+            .unwrap_or(4);
         if parts_in_flight == 0 {
             return Err(invalid("--parts-in-flight", "0", "must be at least 1"));
         }
         // The SDK reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself; the file's endpoint only
         // applies when neither is set, so the environment keeps beating the file.
-        let env_endpoint = env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")).is_some();
-        let endpoint = args
-            .s3_endpoint
-            .clone()
-            .or_else(|| if env_endpoint { None } else { file.s3.endpoint.clone() });
+        let env_endpoint = env("AWS_ENDPOINT_URL_S3")
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .is_some();
+        let endpoint = args.s3_endpoint.clone().or_else(|| {
+            if env_endpoint {
+                None
+            } else {
+                file.s3.endpoint.clone()
+            }
+        });
         if let Some(e) = &endpoint {
             Url::parse(e).map_err(|err| invalid("--s3-endpoint", e, err))?;
         }
-        let region_from_env = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).is_some();
+        let region_from_env = env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .is_some();
         Ok(Self {
             endpoint,
             virtual_hosted: args.s3_virtual_hosted || file.s3.virtual_hosted.unwrap_or(false),
-            region: args
-                .s3_region
-                .clone()
-                .or_else(|| if region_from_env { None } else { file.s3.region.clone() }),
+            region: args.s3_region.clone().or_else(|| {
+                if region_from_env {
+                    None
+                } else {
+                    file.s3.region.clone()
+                }
+            }),
             part_size,
             parts_in_flight,
         })
@@ -289,7 +313,10 @@ pub fn resolve_consumer(
         if let Some(k) = nonempty(r.consumer_key.clone()) {
             key = Some((k, "the config file"));
         } else if let Some(var) = &r.consumer_key_env {
-            key = Some((named("consumer_key_env", var)?, "the config file's consumer_key_env"));
+            key = Some((
+                named("consumer_key_env", var)?,
+                "the config file's consumer_key_env",
+            ));
         }
     }
     let key = key.or_else(|| stored.key.clone().map(|k| (k, "the stored credentials")));
@@ -305,7 +332,10 @@ pub fn resolve_consumer(
             break;
         }
         if let Some(path) = &r.consumer_secret_file {
-            secret = Some((read_secret_file(path)?, "the config file's consumer_secret_file"));
+            secret = Some((
+                read_secret_file(path)?,
+                "the config file's consumer_secret_file",
+            ));
         } else if let Some(var) = &r.consumer_secret_env {
             secret = Some((
                 Secret::new(named("consumer_secret_env", var)?),
@@ -385,7 +415,11 @@ pub fn check_owner(owner: &str) -> Result<(), ConfigError> {
         || owner.contains(['/', '\\'])
         || owner.chars().any(char::is_control)
     {
-        return Err(invalid("--owner", owner, "expected a workspace name such as `acme`"));
+        return Err(invalid(
+            "--owner",
+            owner,
+            "expected a workspace name such as `acme`",
+        ));
     }
     Ok(())
 }
@@ -402,7 +436,10 @@ pub fn parse_date(date: Option<&str>) -> Result<NaiveDate, ConfigError> {
 }
 
 /// `--retries` and `--retry-delay`, checked.
-pub fn retry_settings(args: &RetryArgs, file: &FileConfig) -> Result<(u32, std::time::Duration), ConfigError> {
+pub fn retry_settings(
+    args: &RetryArgs,
+    file: &FileConfig,
+) -> Result<(u32, std::time::Duration), ConfigError> {
     let text = args
         .retry_delay
         .clone()
@@ -427,7 +464,11 @@ pub struct Source {
 
 /// The owners of this run: `--owner` (with the flags' filters), else every `[[source]]`
 /// (flags' filters, when given, replace each source's).
-pub fn sources(owner: Option<&str>, filter: &FilterArgs, file: &FileConfig) -> Result<Vec<Source>, ConfigError> {
+pub fn sources(
+    owner: Option<&str>,
+    filter: &FilterArgs,
+    file: &FileConfig,
+) -> Result<Vec<Source>, ConfigError> {
     let base = file.bitbucket.credentials(file.base_dir());
     let flag_filters = !filter.include.is_empty() || !filter.exclude.is_empty();
     if let Some(owner) = owner {
@@ -438,7 +479,10 @@ pub fn sources(owner: Option<&str>, filter: &FilterArgs, file: &FileConfig) -> R
             Some(s) if !flag_filters => RepoFilter::from_globs(&s.include, &s.exclude)?,
             _ => RepoFilter::new(filter)?,
         };
-        let mut credentials: Vec<CredentialRefs> = from_file.map(|s| s.credentials(file.base_dir())).into_iter().collect();
+        let mut credentials: Vec<CredentialRefs> = from_file
+            .map(|s| s.credentials(file.base_dir()))
+            .into_iter()
+            .collect();
         credentials.push(base);
         return Ok(vec![Source {
             owner: owner.to_string(),
@@ -501,10 +545,15 @@ impl ReportSettings {
                 .metrics_file
                 .clone()
                 .or_else(|| file.metrics_file.as_deref().map(|p| file.resolve(p))),
-            pushgateway: url("--pushgateway", args.pushgateway.as_ref().or(file.pushgateway.as_ref()))?,
+            pushgateway: url(
+                "--pushgateway",
+                args.pushgateway.as_ref().or(file.pushgateway.as_ref()),
+            )?,
             healthcheck_url: url(
                 "--healthcheck-url",
-                args.healthcheck_url.as_ref().or(file.healthcheck_url.as_ref()),
+                args.healthcheck_url
+                    .as_ref()
+                    .or(file.healthcheck_url.as_ref()),
             )?,
         })
     }
@@ -542,7 +591,11 @@ impl BackupConfig {
             .or_else(|| file.tmp_dir.as_deref().map(|p| file.resolve(p)))
             .unwrap_or_else(std::env::temp_dir);
         let (retries, retry_delay) = retry_settings(&args.retry, file)?;
-        let dest = args.dest.as_deref().or(file.dest.as_deref()).unwrap_or("./backup");
+        let dest = args
+            .dest
+            .as_deref()
+            .or(file.dest.as_deref())
+            .unwrap_or("./backup");
         Ok(Self {
             sources: sources(args.owner.as_deref(), &args.filter, file)?,
             dest: Destination::parse(dest)?,
@@ -574,7 +627,12 @@ mod tests {
     }
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -628,11 +686,19 @@ mod tests {
         let c = resolve_consumer(&bb(None, None, Some(&file)), &env, &[], &stored)
             .unwrap()
             .unwrap();
-        assert_eq!((c.key.as_str(), c.secret.expose()), ("env-key", "from-file"));
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("env-key", "from-file")
+        );
         assert_eq!(c.secret_source, "--consumer-secret-file");
 
-        let c = resolve_consumer(&bb(None, None, None), &env, &[], &stored).unwrap().unwrap();
-        assert_eq!((c.key.as_str(), c.secret.expose()), ("env-key", "env-secret"));
+        let c = resolve_consumer(&bb(None, None, None), &env, &[], &stored)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("env-key", "env-secret")
+        );
 
         let c = resolve_consumer(&bb(None, None, None), &env_of(&[]), &[], &stored)
             .unwrap()
@@ -643,14 +709,27 @@ mod tests {
         );
 
         assert!(
-            resolve_consumer(&bb(None, None, None), &env_of(&[]), &[], &StoredCredentials::default())
-                .unwrap()
-                .is_none()
+            resolve_consumer(
+                &bb(None, None, None),
+                &env_of(&[]),
+                &[],
+                &StoredCredentials::default()
+            )
+            .unwrap()
+            .is_none()
         );
-        let half = resolve_consumer(&bb(Some("k"), None, None), &env_of(&[]), &[], &StoredCredentials::default())
-            .unwrap_err()
-            .to_string();
-        assert!(half.contains("secret") && half.contains("BITBUCKET_CONSUMER_SECRET"), "{half}");
+        let half = resolve_consumer(
+            &bb(Some("k"), None, None),
+            &env_of(&[]),
+            &[],
+            &StoredCredentials::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            half.contains("secret") && half.contains("BITBUCKET_CONSUMER_SECRET"),
+            "{half}"
+        );
     }
 
     #[test]
@@ -673,17 +752,38 @@ mod tests {
             secret: Some(Secret::new("stored-secret")),
         };
         let env = env_of(&[("SRC_KEY", "src-key"), ("GLOBAL_SECRET", "global-secret")]);
-        let c = resolve_consumer(&bb(None, None, None), &env, &[source.clone(), global.clone()], &stored)
-            .unwrap()
-            .unwrap();
-        assert_eq!((c.key.as_str(), c.secret.expose()), ("src-key", "file-secret"));
-        let c = resolve_consumer(&bb(None, None, None), &env, std::slice::from_ref(&global), &stored)
-            .unwrap()
-            .unwrap();
-        assert_eq!((c.key.as_str(), c.secret.expose()), ("global-key", "global-secret"));
+        let c = resolve_consumer(
+            &bb(None, None, None),
+            &env,
+            &[source.clone(), global.clone()],
+            &stored,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("src-key", "file-secret")
+        );
+        let c = resolve_consumer(
+            &bb(None, None, None),
+            &env,
+            std::slice::from_ref(&global),
+            &stored,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("global-key", "global-secret")
+        );
         // Env beats the file.
-        let env2 = env_of(&[("BITBUCKET_CONSUMER_KEY", "env-key"), ("GLOBAL_SECRET", "g")]);
-        let c = resolve_consumer(&bb(None, None, None), &env2, &[global], &stored).unwrap().unwrap();
+        let env2 = env_of(&[
+            ("BITBUCKET_CONSUMER_KEY", "env-key"),
+            ("GLOBAL_SECRET", "g"),
+        ]);
+        let c = resolve_consumer(&bb(None, None, None), &env2, &[global], &stored)
+            .unwrap()
+            .unwrap();
         assert_eq!(c.key, "env-key");
         // A reference to an unset variable is an error naming it, not a silent fallback.
         let e = resolve_consumer(&bb(None, None, None), &env_of(&[]), &[source], &stored)
@@ -702,7 +802,9 @@ mod tests {
         .unwrap();
         let parse = |args: &[&str]| {
             let cli = crate::cli::Cli::try_parse_from(args).unwrap();
-            let crate::cli::Command::Backup(b) = cli.command else { unreachable!() };
+            let crate::cli::Command::Backup(b) = cli.command else {
+                unreachable!()
+            };
             b
         };
         let no_env = env_of(&[]);
@@ -713,20 +815,43 @@ mod tests {
         assert_eq!(c.s3.endpoint.as_deref(), Some("http://file:9000"));
         assert_eq!(c.retry_delay, std::time::Duration::from_secs(1));
         assert_eq!(c.dest, Destination::parse("s3://from-file/x").unwrap());
-        assert_eq!(c.sources.iter().map(|s| s.owner.as_str()).collect::<Vec<_>>(), ["acme", "labs"]);
+        assert_eq!(
+            c.sources
+                .iter()
+                .map(|s| s.owner.as_str())
+                .collect::<Vec<_>>(),
+            ["acme", "labs"]
+        );
         assert!(!c.sources[0].filter.matches("old-api") && c.sources[0].filter.matches("api"));
 
         let c = BackupConfig::new(
-            &parse(&["g", "backup", "--jobs", "2", "--dest", "/d", "--owner", "acme", "--part-size", "6MiB"]),
+            &parse(&[
+                "g",
+                "backup",
+                "--jobs",
+                "2",
+                "--dest",
+                "/d",
+                "--owner",
+                "acme",
+                "--part-size",
+                "6MiB",
+            ]),
             &file,
             &env_of(&[("AWS_ENDPOINT_URL_S3", "http://env:9000")]),
         )
         .unwrap();
         assert_eq!((c.jobs, c.s3.part_size), (2, 6 << 20));
         assert_eq!(c.dest, Destination::Local("/d".into()));
-        assert_eq!(c.s3.endpoint, None, "the env endpoint (read by the SDK) beats the file");
+        assert_eq!(
+            c.s3.endpoint, None,
+            "the env endpoint (read by the SDK) beats the file"
+        );
         assert_eq!(c.sources.len(), 1);
-        assert!(!c.sources[0].filter.matches("old-api"), "the file's source lends its filters");
+        assert!(
+            !c.sources[0].filter.matches("old-api"),
+            "the file's source lends its filters"
+        );
 
         let e = BackupConfig::new(&parse(&["g", "backup"]), &FileConfig::default(), &no_env)
             .unwrap_err()
@@ -741,7 +866,9 @@ mod tests {
         std::fs::write(&empty, "\n").unwrap();
         let e = read_secret_file(&empty).unwrap_err().to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = read_secret_file(&dir.path().join("nope")).unwrap_err().to_string();
+        let e = read_secret_file(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--consumer-secret-file"), "{e}");
     }
 

@@ -51,7 +51,9 @@ pub enum ProviderError {
         message: String,
     },
     /// The owner does not exist or is not visible to these credentials.
-    #[error("{provider} {kind} `{owner}` was not found (or the OAuth consumer cannot see it): check --owner")]
+    #[error(
+        "{provider} {kind} `{owner}` was not found (or the OAuth consumer cannot see it): check --owner"
+    )]
     OwnerNotFound {
         provider: &'static str,
         kind: &'static str,

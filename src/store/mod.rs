@@ -111,7 +111,9 @@ pub enum StoreError {
     InvalidKey { key: String, reason: String },
     #[error("bucket `{bucket}` does not exist at {endpoint}: create it or fix --dest")]
     BucketNotFound { bucket: String, endpoint: String },
-    #[error("access to {target} was refused ({message}): check the credentials and the bucket policy")]
+    #[error(
+        "access to {target} was refused ({message}): check the credentials and the bucket policy"
+    )]
     AccessDenied { target: String, message: String },
     #[error("cannot reach {target}: {message}")]
     Unreachable { target: String, message: String },
@@ -175,7 +177,11 @@ pub trait Store: Send + Sync + Debug {
     /// multipart uploads on S3, whose parts are billed until aborted, and staged temp files in
     /// a directory. Only leftovers started more than `older_than` ago are touched, so uploads a
     /// concurrent run has in flight survive. Returns how many were removed.
-    async fn sweep_incomplete(&self, prefix: &str, older_than: Duration) -> Result<usize, StoreError>;
+    async fn sweep_incomplete(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<usize, StoreError>;
 }
 
 #[cfg(test)]
@@ -187,7 +193,12 @@ mod tests {
         for bad in ["", "/a", "a/", "a//b", "a/../b", "./a", "a/\u{7}b"] {
             assert!(Key::new(bad).is_err(), "{bad:?} should be rejected");
         }
-        for good in ["a", "git/acme/2026-11-24/api.bundle", "ü/ñ b.bundle", "a/.b/c..d"] {
+        for good in [
+            "a",
+            "git/acme/2026-11-24/api.bundle",
+            "ü/ñ b.bundle",
+            "a/.b/c..d",
+        ] {
             assert_eq!(Key::new(good).unwrap().as_str(), good);
         }
     }

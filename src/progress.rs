@@ -1,0 +1,780 @@
+//! Progress bars on a terminal: one overall bar and one line per repository in flight.
+//!
+//! Why it is built the way it is:
+//! - The [`Observer`] hooks are called from the pipeline's tasks and from the `spawn_blocking`
+//!   threads that run libgit2 (`received` fires for every chunk a fetch reads). So the hooks
+//!   only update counters behind a short, uncontended mutex: no drawing, no I/O, no
+//!   allocation on the hot paths. A dedicated render thread copies that state ten times a
+//!   second into `indicatif` bars; a stalled terminal (Ctrl-S, a slow SSH link) can only stall
+//!   that thread, never a fetch or an upload.
+//! - Bars are drawn only when stderr is a terminal ([`Progress::new_if_terminal`]). In CI and
+//!   Kubernetes the log lines are the record, and cursor movements would garble them.
+//! - Log lines and bars share stderr. [`LogWriter`] is the `tracing-subscriber` writer that
+//!   prints each log line through [`MultiProgress::suspend`], so a line lands above the bars
+//!   instead of tearing through them. There is one stderr per process, so the bars that own it
+//!   are registered in a process-wide slot: logging can be set up before (and independently of)
+//!   the progress display, and falls back to plain stderr when no bars are shown.
+//! - A repository that fails leaves a persistent line above the bars (the bars themselves
+//!   vanish when a repository ends), so a failure stays on screen after the run.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytesize::ByteSize;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::backup::{Observer, Phase};
+use crate::manifest::{RepoEntry, Status};
+use crate::provider::RemoteRepo;
+
+/// How often the render thread copies the state into the bars.
+const TICK: Duration = Duration::from_millis(100);
+/// Throughput is averaged over this window: short enough to react, long enough not to jitter.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+const LISTING: &str = "{spinner:.green} [{elapsed_precise}] {msg}";
+const OVERALL: &str =
+    "{spinner:.green} [{elapsed_precise}] [{bar:30.cyan/blue}] {pos}/{len} repositories  {msg}";
+
+/// The bars that currently own stderr, if any, with the id of the [`Progress`] that registered
+/// them; read by [`LogWriter`] for every log line.
+static ACTIVE: RwLock<Option<(u64, MultiProgress)>> = RwLock::new(None);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The progress display: an [`Observer`] for [`crate::backup::Pipeline`].
+///
+/// Share it as `Arc<Progress>` (one clone as the pipeline's observer) and call
+/// [`Progress::finish`] before printing the closing summary: the pipeline keeps its clone
+/// alive, so `Drop` alone would clear the bars too late.
+pub struct Progress {
+    state: Arc<Mutex<State>>,
+    renderer: Arc<Mutex<Renderer>>,
+    multi: MultiProgress,
+    thread: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// Set when this display registered itself as the log writer's target.
+    registered: Option<u64>,
+}
+
+/// What the hooks have reported so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Repositories listed (summed over every `listed` call: one display can span owners).
+    pub total: u64,
+    pub ok: u64,
+    pub empty: u64,
+    pub failed: u64,
+    /// Bytes sent to the destination, retries included.
+    pub bytes_uploaded: u64,
+    /// Repositories started and not yet finished.
+    pub in_flight: usize,
+}
+
+impl Counts {
+    pub fn done(&self) -> u64 {
+        self.ok + self.empty + self.failed
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    counts: Counts,
+    listed: bool,
+    /// `slug` → (`full_name`, size reported by the service).
+    names: HashMap<String, (String, Option<u64>)>,
+    in_flight: BTreeMap<String, RepoState>,
+    /// Lines for failed repositories, not yet printed.
+    failures: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RepoState {
+    name: String,
+    phase: Phase,
+    received: u64,
+    sent: u64,
+    /// Exact size of the bundle being uploaded, once known ([`Progress::set_upload_size`]).
+    size: Option<u64>,
+    /// The service's own figure for the repository, a stand-in until the bundle size is known.
+    estimate: Option<u64>,
+}
+
+impl State {
+    fn repo(&mut self, slug: &str) -> Option<&mut RepoState> {
+        self.in_flight.get_mut(slug)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not turn every later hook call into a panic too.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Progress {
+    /// Bars on stderr when stderr is a terminal (and `TERM` is not `dumb`); `None` otherwise,
+    /// in which case the caller uses [`crate::backup::Quiet`] and logs carry the story.
+    /// The bars register themselves as [`LogWriter`]'s target until [`Progress::finish`].
+    pub fn new_if_terminal() -> Option<Progress> {
+        if !std::io::stderr().is_terminal() || std::env::var_os("TERM").is_some_and(|t| t == "dumb")
+        {
+            return None;
+        }
+        let mut p = Self::build(ProgressDrawTarget::stderr());
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        *ACTIVE.write().unwrap_or_else(PoisonError::into_inner) = Some((id, p.multi.clone()));
+        p.registered = Some(id);
+        Some(p)
+    }
+
+    /// A display drawing to `target`, e.g. [`ProgressDrawTarget::hidden`] in tests. It does not
+    /// register itself with [`LogWriter`].
+    pub fn with_draw_target(target: ProgressDrawTarget) -> Progress {
+        Self::build(target)
+    }
+
+    fn build(target: ProgressDrawTarget) -> Progress {
+        let multi = MultiProgress::with_draw_target(target);
+        let state = Arc::new(Mutex::new(State::default()));
+        let renderer = Arc::new(Mutex::new(Renderer::new(multi.clone())));
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = {
+            let (state, renderer) = (state.clone(), renderer.clone());
+            std::thread::Builder::new()
+                .name("git-offsite-progress".into())
+                .spawn(move || {
+                    loop {
+                        match rx.recv_timeout(TICK) {
+                            Err(RecvTimeoutError::Timeout) => {
+                                lock(&renderer).sync(&state, Instant::now())
+                            }
+                            // `finish` dropped the sender (or sent a stop).
+                            _ => return,
+                        }
+                    }
+                })
+                .ok()
+        };
+        Progress {
+            state,
+            renderer,
+            multi,
+            thread: Mutex::new(thread.map(|h| (tx, h))),
+            registered: None,
+        }
+    }
+
+    /// The [`MultiProgress`] the bars are drawn in, for a caller that wants to print through it.
+    pub fn multi(&self) -> &MultiProgress {
+        &self.multi
+    }
+
+    /// What the hooks have reported so far.
+    pub fn counts(&self) -> Counts {
+        let s = lock(&self.state);
+        Counts {
+            in_flight: s.in_flight.len(),
+            ..s.counts.clone()
+        }
+    }
+
+    /// The exact size of the bundle `slug` is uploading, so its line can show `sent / size`.
+    /// Until then the line uses the size the service reported for the repository, marked `~`.
+    pub fn set_upload_size(&self, slug: &str, size: u64) {
+        if let Some(r) = lock(&self.state).repo(slug) {
+            r.size = Some(size);
+        }
+    }
+
+    /// Stops the render thread, prints the failures not yet shown and removes the bars, so the
+    /// summary that follows starts on a clean line. Idempotent; also run on drop.
+    pub fn finish(&self) {
+        if let Some((tx, handle)) = lock(&self.thread).take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        let mut r = lock(&self.renderer);
+        if !r.closed {
+            r.sync(&self.state, Instant::now());
+            r.close();
+        }
+        drop(r);
+        if let Some(id) = self.registered {
+            let mut active = ACTIVE.write().unwrap_or_else(PoisonError::into_inner);
+            // Only unregister ourselves, not a newer display.
+            if active.as_ref().is_some_and(|(a, _)| *a == id) {
+                *active = None;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn render_now(&self) {
+        lock(&self.renderer).sync(&self.state, Instant::now());
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("counts", &self.counts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observer for Progress {
+    fn bundled(&self, slug: &str, size: u64) {
+        self.set_upload_size(slug, size);
+    }
+
+    fn listed(&self, repos: &[RemoteRepo]) {
+        let mut s = lock(&self.state);
+        s.listed = true;
+        s.counts.total += repos.len() as u64;
+        for r in repos {
+            s.names
+                .insert(r.slug.clone(), (r.full_name.clone(), r.size));
+        }
+    }
+
+    fn phase(&self, slug: &str, phase: Phase) {
+        let mut s = lock(&self.state);
+        if let Some(r) = s.repo(slug) {
+            r.phase = phase;
+            return;
+        }
+        let (name, estimate) = s
+            .names
+            .get(slug)
+            .cloned()
+            .unwrap_or_else(|| (slug.to_string(), None));
+        s.in_flight.insert(
+            slug.to_string(),
+            RepoState {
+                name,
+                phase,
+                received: 0,
+                sent: 0,
+                size: None,
+                estimate,
+            },
+        );
+    }
+
+    fn received(&self, slug: &str, total: u64) {
+        if let Some(r) = lock(&self.state).repo(slug) {
+            r.received = total;
+        }
+    }
+
+    fn uploaded(&self, slug: &str, delta: u64) {
+        let mut s = lock(&self.state);
+        s.counts.bytes_uploaded += delta;
+        if let Some(r) = s.repo(slug) {
+            r.sent += delta;
+        }
+    }
+
+    fn finished(&self, entry: &RepoEntry) {
+        let mut s = lock(&self.state);
+        s.in_flight.remove(&entry.slug);
+        match entry.status {
+            Status::Ok => s.counts.ok += 1,
+            Status::Empty => s.counts.empty += 1,
+            Status::Failed => {
+                s.counts.failed += 1;
+                let line = format!(
+                    "✗ {}: {}",
+                    entry.full_name,
+                    entry.error.as_deref().unwrap_or("failed")
+                );
+                s.failures.push(line);
+            }
+        }
+    }
+}
+
+/// Owned by the render thread (and by `finish` for the last pass): the bars themselves.
+struct Renderer {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    bars: HashMap<String, ProgressBar>,
+    rate: Rate,
+    /// The overall line shows the bar (the total is known).
+    counting: bool,
+    closed: bool,
+    #[cfg(test)]
+    printed: Vec<String>,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("a constant template parses")
+        .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ")
+        .progress_chars("=> ")
+}
+
+fn bytes(n: u64) -> String {
+    ByteSize::b(n).display().iec().to_string()
+}
+
+impl Renderer {
+    fn new(multi: MultiProgress) -> Self {
+        // No bar until the total is known: a 0/0 bar would be drawn full.
+        let overall = multi.add(ProgressBar::new(0).with_style(style(LISTING)));
+        overall.set_message("listing repositories…");
+        Renderer {
+            multi,
+            overall,
+            bars: HashMap::new(),
+            rate: Rate::new(RATE_WINDOW),
+            counting: false,
+            closed: false,
+            #[cfg(test)]
+            printed: Vec::new(),
+        }
+    }
+
+    /// Copies the state into the bars. The state lock is held only for the copy.
+    fn sync(&mut self, state: &Mutex<State>, now: Instant) {
+        if self.closed {
+            return;
+        }
+        let (counts, listed, in_flight, failures) = {
+            let mut s = lock(state);
+            (
+                s.counts.clone(),
+                s.listed,
+                s.in_flight.clone(),
+                std::mem::take(&mut s.failures),
+            )
+        };
+        for line in failures {
+            let _ = self.multi.println(&line);
+            #[cfg(test)]
+            self.printed.push(line);
+        }
+        self.bars.retain(|slug, bar| {
+            let keep = in_flight.contains_key(slug);
+            if !keep {
+                bar.finish_and_clear();
+                self.multi.remove(bar);
+            }
+            keep
+        });
+        for (slug, repo) in &in_flight {
+            let bar = self.bars.entry(slug.clone()).or_insert_with(|| {
+                self.multi.add(
+                    ProgressBar::new_spinner()
+                        .with_style(style("  {spinner:.cyan} {prefix:36!} {msg}"))
+                        .with_prefix(repo.name.clone()),
+                )
+            });
+            let msg = repo_message(repo);
+            if bar.message() != msg {
+                bar.set_message(msg);
+            }
+            bar.tick();
+        }
+
+        self.overall.set_length(counts.total);
+        self.overall.set_position(counts.done());
+        let rate = self.rate.observe(now, counts.bytes_uploaded);
+        if listed {
+            if !self.counting {
+                self.overall.set_style(style(OVERALL));
+                self.counting = true;
+            }
+            let mut msg = format!(
+                "{} uploaded, {}/s",
+                bytes(counts.bytes_uploaded),
+                bytes(rate as u64)
+            );
+            if counts.failed > 0 {
+                msg.push_str(&format!(", {} failed", counts.failed));
+            }
+            self.overall.set_message(msg);
+        }
+        self.overall.tick();
+    }
+
+    fn close(&mut self) {
+        for (_, bar) in self.bars.drain() {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+        self.closed = true;
+    }
+}
+
+fn repo_message(r: &RepoState) -> String {
+    match r.phase {
+        Phase::Mirror if r.received == 0 => "mirror".to_string(),
+        Phase::Mirror => format!("mirror  {} received", bytes(r.received)),
+        Phase::Bundle => "bundle".to_string(),
+        Phase::Upload => match (r.size, r.estimate) {
+            (Some(size), _) if size > 0 => format!(
+                "upload  {} / {} ({}%)",
+                bytes(r.sent),
+                bytes(size),
+                (r.sent.min(size) * 100) / size
+            ),
+            (None, Some(est)) if est > 0 => format!("upload  {} / ~{}", bytes(r.sent), bytes(est)),
+            _ => format!("upload  {} sent", bytes(r.sent)),
+        },
+    }
+}
+
+/// Bytes per second over a sliding window of (time, cumulative bytes) samples.
+#[derive(Debug)]
+struct Rate {
+    window: Duration,
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Rate {
+    fn new(window: Duration) -> Self {
+        Rate {
+            window,
+            samples: VecDeque::new(),
+        }
+    }
+
+    fn observe(&mut self, now: Instant, total: u64) -> f64 {
+        self.samples.push_back((now, total));
+        // Keep one sample at or before the window's start, so the window is always covered.
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= self.window {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = self.samples[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt <= 0.0 {
+            return 0.0;
+        }
+        total.saturating_sub(b0) as f64 / dt
+    }
+}
+
+/// A `tracing_subscriber::fmt` writer that keeps log lines from tearing the progress bars.
+///
+/// Use it in place of `std::io::stderr`: each event is buffered and, when the event is
+/// complete, written in one piece through [`MultiProgress::suspend`] of the bars registered by
+/// [`Progress::new_if_terminal`] (or straight to stderr when there are none).
+#[derive(Debug, Clone, Default)]
+pub struct LogWriter {
+    sink: Sink,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Sink {
+    #[default]
+    Stderr,
+    /// Test hook: lines collected instead of written.
+    #[cfg(test)]
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+impl LogWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// One log event being written; flushed when the formatter drops it.
+pub struct LogLine {
+    buf: Vec<u8>,
+    sink: Sink,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine {
+            buf: Vec::with_capacity(256),
+            sink: self.sink.clone(),
+        }
+    }
+}
+
+impl LogLine {
+    fn emit(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let write = || match &self.sink {
+            Sink::Stderr => {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(&buf);
+                let _ = err.flush();
+            }
+            #[cfg(test)]
+            Sink::Buffer(b) => lock(b).extend_from_slice(&buf),
+        };
+        let active = ACTIVE
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match active {
+            Some((_, multi)) => multi.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+impl Write for LogLine {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.emit();
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        self.emit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap as Map;
+
+    fn repo(slug: &str, size: Option<u64>) -> RemoteRepo {
+        RemoteRepo {
+            slug: slug.into(),
+            full_name: format!("acme/{slug}"),
+            clone_url: url::Url::parse(&format!("https://example.invalid/acme/{slug}.git"))
+                .unwrap(),
+            size,
+            updated_on: None,
+            default_branch: Some("main".into()),
+            is_private: Some(true),
+        }
+    }
+
+    fn entry(slug: &str, status: Status, size: Option<u64>, error: Option<&str>) -> RepoEntry {
+        RepoEntry {
+            slug: slug.into(),
+            full_name: format!("acme/{slug}"),
+            status,
+            key: None,
+            size,
+            sha256: None,
+            head: None,
+            refs: Map::new(),
+            error: error.map(str::to_string),
+            duration_ms: 1,
+        }
+    }
+
+    fn hidden() -> Progress {
+        Progress::with_draw_target(ProgressDrawTarget::hidden())
+    }
+
+    #[test]
+    fn a_run_ends_with_the_right_counts_and_no_bars() {
+        let p = hidden();
+        p.listed(&[
+            repo("api", Some(4000)),
+            repo("web", None),
+            repo("empty", None),
+        ]);
+        p.phase("api", Phase::Mirror);
+        p.phase("web", Phase::Mirror);
+        p.received("api", 1000);
+        p.received("api", 3000);
+        p.render_now();
+        {
+            let r = lock(&p.renderer);
+            assert_eq!(r.bars.len(), 2, "one line per repository in flight");
+            assert_eq!(r.bars["api"].message(), "mirror  2.9 KiB received");
+            assert_eq!(r.bars["api"].prefix(), "acme/api");
+            assert_eq!(r.overall.length(), Some(3));
+        }
+        p.phase("api", Phase::Bundle);
+        p.phase("api", Phase::Upload);
+        p.uploaded("api", 1024);
+        p.render_now();
+        assert_eq!(
+            lock(&p.renderer).bars["api"].message(),
+            "upload  1.0 KiB / ~3.9 KiB"
+        );
+        p.set_upload_size("api", 2048);
+        p.uploaded("api", 1024);
+        p.render_now();
+        assert_eq!(
+            lock(&p.renderer).bars["api"].message(),
+            "upload  2.0 KiB / 2.0 KiB (100%)"
+        );
+        p.finished(&entry("api", Status::Ok, Some(2048), None));
+        p.finished(&entry(
+            "web",
+            Status::Failed,
+            None,
+            Some("mirror: timed out"),
+        ));
+        p.phase("empty", Phase::Mirror);
+        p.phase("empty", Phase::Bundle);
+        p.finished(&entry("empty", Status::Empty, None, None));
+        p.render_now();
+        {
+            let r = lock(&p.renderer);
+            assert!(r.bars.is_empty(), "finished repositories lose their line");
+            assert_eq!(r.overall.position(), 3);
+            assert_eq!(r.printed, vec!["✗ acme/web: mirror: timed out".to_string()]);
+            assert!(
+                r.overall.message().contains("1 failed"),
+                "{}",
+                r.overall.message()
+            );
+        }
+        assert_eq!(
+            p.counts(),
+            Counts {
+                total: 3,
+                ok: 1,
+                empty: 1,
+                failed: 1,
+                bytes_uploaded: 2048,
+                in_flight: 0
+            }
+        );
+        p.finish();
+        p.finish();
+        assert!(lock(&p.renderer).closed);
+    }
+
+    #[test]
+    fn events_for_unknown_repositories_are_harmless() {
+        let p = hidden();
+        p.received("ghost", 5);
+        p.uploaded("ghost", 7);
+        p.set_upload_size("ghost", 9);
+        p.finished(&entry("ghost", Status::Ok, Some(7), None));
+        let c = p.counts();
+        assert_eq!((c.ok, c.bytes_uploaded, c.in_flight), (1, 7, 0));
+        p.render_now();
+    }
+
+    #[test]
+    fn hooks_from_many_threads_add_up() {
+        let p = Arc::new(hidden());
+        let slugs: Vec<String> = (0..16).map(|i| format!("r{i}")).collect();
+        p.listed(&slugs.iter().map(|s| repo(s, None)).collect::<Vec<_>>());
+        std::thread::scope(|scope| {
+            for slug in &slugs {
+                let p = p.clone();
+                scope.spawn(move || {
+                    p.phase(slug, Phase::Mirror);
+                    for i in 0..200 {
+                        p.received(slug, i * 10);
+                    }
+                    p.phase(slug, Phase::Upload);
+                    for _ in 0..100 {
+                        p.uploaded(slug, 3);
+                    }
+                    p.finished(&entry(slug, Status::Ok, Some(300), None));
+                });
+            }
+        });
+        p.finish();
+        let c = p.counts();
+        assert_eq!(
+            (c.total, c.ok, c.bytes_uploaded, c.in_flight),
+            (16, 16, 16 * 300, 0)
+        );
+    }
+
+    #[test]
+    fn listing_twice_adds_up_for_several_owners() {
+        let p = hidden();
+        p.listed(&[repo("a", None)]);
+        p.listed(&[repo("b", None), repo("c", None)]);
+        assert_eq!(p.counts().total, 3);
+    }
+
+    #[test]
+    fn rate_is_averaged_over_the_window() {
+        let t0 = Instant::now();
+        let mut r = Rate::new(Duration::from_secs(5));
+        assert_eq!(r.observe(t0, 0), 0.0);
+        assert_eq!(r.observe(t0 + Duration::from_secs(1), 1000), 1000.0);
+        assert_eq!(r.observe(t0 + Duration::from_secs(2), 3000), 1500.0);
+        // Ten seconds on, only the last five count: 1000 bytes/s from 3000 to 13000.
+        for s in 3..=12 {
+            r.observe(t0 + Duration::from_secs(s), 3000 + (s - 2) * 1000);
+        }
+        let v = r.observe(t0 + Duration::from_secs(13), 14_000);
+        assert!((v - 1000.0).abs() < 1.0, "{v}");
+        assert!(r.samples.len() <= 8);
+    }
+
+    #[test]
+    fn log_lines_are_written_whole_and_through_the_bars() {
+        use tracing_subscriber::fmt::MakeWriter;
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let w = LogWriter {
+            sink: Sink::Buffer(buf.clone()),
+        };
+        {
+            let mut line = w.make_writer();
+            line.write_all(b"hello ").unwrap();
+            line.write_all(b"world\n").unwrap();
+            assert!(
+                lock(&buf).is_empty(),
+                "nothing before the event is complete"
+            );
+        }
+        assert_eq!(&*lock(&buf), b"hello world\n");
+
+        // With bars registered, the line still arrives (suspend runs it) and nothing deadlocks
+        // while the render thread draws.
+        let p = hidden();
+        *ACTIVE.write().unwrap() = Some((0, p.multi().clone()));
+        let mut line = w.make_writer();
+        line.write_all(b"second\n").unwrap();
+        line.flush().unwrap();
+        drop(line);
+        *ACTIVE.write().unwrap() = None;
+        assert_eq!(&*lock(&buf), b"hello world\nsecond\n");
+    }
+
+    #[test]
+    fn a_subscriber_can_use_the_writer() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let w = LogWriter {
+            sink: Sink::Buffer(buf.clone()),
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(w)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(repo = "acme/api", "uploaded")
+        });
+        let text = String::from_utf8(lock(&buf).clone()).unwrap();
+        assert!(
+            text.contains("uploaded") && text.contains("acme/api"),
+            "{text}"
+        );
+        assert_eq!(text.matches('\n').count(), 1);
+    }
+}
