@@ -894,6 +894,8 @@ fn k8s_prometheus_rule_alerts_on_stale_backups() {
     str_at(&rule, "metadata.name", what);
     let known = [
         "git_offsite_last_success_timestamp_seconds",
+        "git_offsite_last_run_timestamp_seconds",
+        "git_offsite_last_run_success",
         "git_offsite_duration_seconds",
         "git_offsite_repositories",
         "git_offsite_bytes_uploaded_total",
