@@ -71,3 +71,19 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes on one line, skipping causes the message already quotes.
+/// (Many libraries' own messages are just "error sending request"; the cause says why.)
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}

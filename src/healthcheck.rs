@@ -193,7 +193,7 @@ impl HttpClient {
             .connect_timeout(DEFAULT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()
-            .map_err(|e| error_chain(&e.without_url()))?;
+            .map_err(|e| crate::error::chain(&e.without_url()))?;
         Ok(HttpClient {
             client,
             timeout: DEFAULT_TIMEOUT,
@@ -245,9 +245,9 @@ impl HttpClient {
                     failure
                 }
                 Err(e) if e.is_builder() => {
-                    return Err(Failure::Request(error_chain(&e.without_url())));
+                    return Err(Failure::Request(crate::error::chain(&e.without_url())));
                 }
-                Err(e) => Failure::Request(error_chain(&e.without_url())),
+                Err(e) => Failure::Request(crate::error::chain(&e.without_url())),
             };
             if attempt >= self.retries {
                 return Err(failure);
@@ -257,21 +257,6 @@ impl HttpClient {
             delay = delay.saturating_mul(2);
         }
     }
-}
-
-/// The error and its causes on one line (reqwest's own message is only "error sending request").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

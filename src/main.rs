@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = error_chain(&e);
+            let message = git_offsite::error::chain(&e);
             match format {
                 LogFormat::Json => {
                     tracing::error!(event = "fatal", exit_code = e.exit_code(), "{message}")
@@ -59,21 +59,6 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-/// The error and its causes on one line, skipping causes the message already quotes.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 /// First SIGINT or SIGTERM: stop starting repositories, abort uploads, clean up, exit 130.

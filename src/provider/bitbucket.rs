@@ -144,7 +144,7 @@ impl BitbucketProvider {
                 .build()
                 .map_err(|e| ProviderError::Transport {
                     url: opts.api_url.to_string(),
-                    message: format!("cannot set up the HTTP client: {}", error_chain(&e)),
+                    message: format!("cannot set up the HTTP client: {}", crate::error::chain(&e)),
                 })
         };
         let oauth = oauth_client(&opts.consumer_key, &opts.consumer_secret, &opts.token_url);
@@ -287,7 +287,7 @@ impl BitbucketProvider {
             .await;
         let resp = match sent {
             Ok(resp) => resp,
-            Err(e) => return Ok(Try::again(Transient::Transport(error_chain(&e)))),
+            Err(e) => return Ok(Try::again(Transient::Transport(crate::error::chain(&e)))),
         };
         let status = resp.status();
         if let Some(why) = Transient::from_status(status) {
@@ -296,7 +296,7 @@ impl BitbucketProvider {
         }
         match resp.bytes().await {
             Ok(body) => Ok(Try::Done((status, body.to_vec()))),
-            Err(e) => Ok(Try::again(Transient::Transport(error_chain(&e)))),
+            Err(e) => Ok(Try::again(Transient::Transport(crate::error::chain(&e)))),
         }
     }
 }
@@ -375,18 +375,6 @@ fn auth(message: impl Into<String>) -> ProviderError {
         provider: PROVIDER,
         message: message.into(),
     }
-}
-
-/// `e: cause: cause…`, since reqwest's top-level message hides the useful part.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use tracing::debug;
 use url::Url;
 
 use super::retry::{Transient, Try, parse_retry_after, retrying};
-use super::{BitbucketProvider, PROVIDER, auth, error_chain};
+use super::{BitbucketProvider, PROVIDER, auth};
+use crate::error::chain;
 use crate::provider::ProviderError;
 use crate::secret::Secret;
 
@@ -275,13 +276,12 @@ async fn token_http(
     client: reqwest::Client,
     req: HttpRequest,
 ) -> Result<HttpResponse, TokenHttpError> {
-    let req =
-        reqwest::Request::try_from(req).map_err(|e| TokenHttpError::Transport(error_chain(&e)))?;
+    let req = reqwest::Request::try_from(req).map_err(|e| TokenHttpError::Transport(chain(&e)))?;
     let resp = match client.execute(req).await {
         Ok(resp) => resp,
         Err(e) => {
             return Err(TokenHttpError::Transient {
-                why: Transient::Transport(error_chain(&e)),
+                why: Transient::Transport(chain(&e)),
                 retry_after: None,
             });
         }
@@ -309,7 +309,7 @@ async fn token_http(
         Ok(b) => b.to_vec(),
         Err(e) => {
             return Err(TokenHttpError::Transient {
-                why: Transient::Transport(error_chain(&e)),
+                why: Transient::Transport(chain(&e)),
                 retry_after: None,
             });
         }
