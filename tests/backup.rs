@@ -438,14 +438,7 @@ async fn a_wrong_consumer_secret_exits_3_and_is_never_printed() {
 async fn a_missing_bucket_exits_4_before_cloning_anything() {
     let env = TestEnv::new().await;
     let s3 = TestS3::start().await;
-    let fixtures = env.path().join("fixtures");
-    std::fs::create_dir_all(&fixtures).unwrap();
-    env.emu.add_repo(
-        "acme",
-        "api",
-        &simple_repo(&fixtures, "api", "main"),
-        RepoOpts::default(),
-    );
+    env.simple_repo("acme", "api", "main");
     let mut cmd = env.command(&[
         "backup",
         "--owner",
@@ -493,20 +486,8 @@ async fn an_unknown_workspace_is_a_clear_error_not_an_empty_backup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_a_line_and_dry_run_writes_nothing() {
     let env = TestEnv::new().await;
-    let fixtures = env.path().join("fixtures");
-    std::fs::create_dir_all(&fixtures).unwrap();
-    env.emu.add_repo(
-        "acme",
-        "api",
-        &simple_repo(&fixtures, "api", "main"),
-        RepoOpts::default(),
-    );
-    env.emu.add_repo(
-        "acme",
-        "web",
-        &simple_repo(&fixtures, "web", "main"),
-        RepoOpts::default(),
-    );
+    env.simple_repo("acme", "api", "main");
+    env.simple_repo("acme", "web", "main");
     let dest = env.path().join("b");
 
     let run = env
@@ -581,12 +562,7 @@ async fn sigterm_aborts_uploads_cleans_up_and_exits_non_zero() {
     );
     for i in 0..6 {
         let slug = format!("small-{i}");
-        env.emu.add_repo(
-            "acme",
-            &slug,
-            &simple_repo(&fixtures, &slug, "main"),
-            RepoOpts::default(),
-        );
+        env.simple_repo("acme", &slug, "main");
     }
     s3.slow_upload_parts(std::time::Duration::from_secs(3));
 

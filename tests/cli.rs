@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::support::bitbucket::RepoOpts;
-use crate::support::git::{empty_repo, simple_repo};
+use crate::support::git::empty_repo;
 use crate::support::harness::{KEY, SECRET, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +89,7 @@ async fn missing_credentials_off_a_terminal_name_the_flags_and_variables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_file_and_node_script_aliases_work() {
     let mut env = TestEnv::new().await;
-    let fixtures = env.path().join("fixtures");
-    std::fs::create_dir_all(&fixtures).unwrap();
-    env.emu.add_repo(
-        "acme",
-        "api",
-        &simple_repo(&fixtures, "api", "main"),
-        RepoOpts::default(),
-    );
+    env.simple_repo("acme", "api", "main");
     env.remove_env("BITBUCKET_CONSUMER_SECRET");
     env.set_env("BITBUCKET_CONSUMER_KEY", "wrong-key-from-env");
     let secret_file = env.path().join("secret");
@@ -139,12 +132,7 @@ async fn list_shows_slug_size_update_and_default_branch() {
     let env = TestEnv::new().await;
     let fixtures = env.path().join("fixtures");
     std::fs::create_dir_all(&fixtures).unwrap();
-    env.emu.add_repo(
-        "acme",
-        "api",
-        &simple_repo(&fixtures, "api", "develop"),
-        RepoOpts::default(),
-    );
+    env.simple_repo("acme", "api", "develop");
     env.emu.add_repo(
         "acme",
         "void",
@@ -271,26 +259,9 @@ async fn help_shows_examples() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_backs_up_several_owners_and_flags_win() {
     let mut env = TestEnv::new().await;
-    let fixtures = env.path().join("fixtures");
-    std::fs::create_dir_all(&fixtures).unwrap();
-    env.emu.add_repo(
-        "acme",
-        "api",
-        &simple_repo(&fixtures, "api", "main"),
-        RepoOpts::default(),
-    );
-    env.emu.add_repo(
-        "acme",
-        "api-old",
-        &simple_repo(&fixtures, "api-old", "main"),
-        RepoOpts::default(),
-    );
-    env.emu.add_repo(
-        "labs",
-        "lab",
-        &simple_repo(&fixtures, "lab", "main"),
-        RepoOpts::default(),
-    );
+    env.simple_repo("acme", "api", "main");
+    env.simple_repo("acme", "api-old", "main");
+    env.simple_repo("labs", "lab", "main");
     env.remove_env("BITBUCKET_CONSUMER_KEY");
     env.remove_env("BITBUCKET_CONSUMER_SECRET");
     env.set_env("ACME_SECRET", SECRET);
@@ -454,15 +425,8 @@ async fn progress_bars_only_on_a_terminal() {
         panic!("the test needs `script` (util-linux) to get a pseudo-terminal");
     }
     let mut env = TestEnv::new().await;
-    let fixtures = env.path().join("fixtures");
-    std::fs::create_dir_all(&fixtures).unwrap();
     for slug in ["api", "web", "docs"] {
-        env.emu.add_repo(
-            "acme",
-            slug,
-            &simple_repo(&fixtures, slug, "main"),
-            RepoOpts::default(),
-        );
+        env.simple_repo("acme", slug, "main");
     }
     env.set_env("TERM", "xterm-256color");
     let slow = |env: &TestEnv| {

@@ -830,20 +830,11 @@ fn progress_is_off_when_stderr_is_not_a_terminal() {
 /// a run with a failed repository pings `/fail` and keeps the last success of the day before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_writes_metrics_pushes_them_and_pings_the_healthcheck() {
-    use crate::support::bitbucket::RepoOpts;
-    use crate::support::git::simple_repo;
     use crate::support::harness::TestEnv;
 
     let env = TestEnv::new().await;
-    let fixtures = env.path().join("fixtures");
-    std::fs::create_dir_all(&fixtures).unwrap();
     for slug in ["api", "web"] {
-        env.emu.add_repo(
-            "acme",
-            slug,
-            &simple_repo(&fixtures, slug, "main"),
-            RepoOpts::default(),
-        );
+        env.simple_repo("acme", slug, "main");
     }
     let (hc_url, hc) = server().await;
     let (gw_url, gw) = server().await;
@@ -967,19 +958,10 @@ async fn a_run_writes_metrics_pushes_them_and_pings_the_healthcheck() {
 /// A monitoring outage never fails a good backup: dead healthcheck and gateway → exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_monitoring_is_a_warning_not_a_failure() {
-    use crate::support::bitbucket::RepoOpts;
-    use crate::support::git::simple_repo;
     use crate::support::harness::TestEnv;
 
     let env = TestEnv::new().await;
-    let fixtures = env.path().join("fixtures");
-    std::fs::create_dir_all(&fixtures).unwrap();
-    env.emu.add_repo(
-        "acme",
-        "api",
-        &simple_repo(&fixtures, "api", "main"),
-        RepoOpts::default(),
-    );
+    env.simple_repo("acme", "api", "main");
     let dead = dead_url();
     let run = env
         .run(&[

@@ -116,6 +116,17 @@ impl TestEnv {
         Run::from(self.command(args).output().await.unwrap())
     }
 
+    /// A bare repository with a couple of commits on `branch`, built under the test's
+    /// `fixtures/` folder and served by the emulator as `owner/slug`.
+    pub fn simple_repo(&self, owner: &str, slug: &str, branch: &str) -> PathBuf {
+        let fixtures = self.dir.path().join("fixtures");
+        std::fs::create_dir_all(&fixtures).unwrap();
+        let repo = super::git::simple_repo(&fixtures, slug, branch);
+        self.emu
+            .add_repo(owner, slug, &repo, super::bitbucket::RepoOpts::default());
+        repo
+    }
+
     /// Files and dirs left in TMPDIR (should be none after a run).
     pub fn tmp_leftovers(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.tmp())

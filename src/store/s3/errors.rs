@@ -159,18 +159,8 @@ fn sources<'a>(
     std::iter::successors(Some(err), |e| e.source())
 }
 
-/// `outer: inner: root cause`, each message once. Unlike the SDK's `DisplayErrorContext` this
-/// has no `Debug` dump of the whole error appended.
-pub(super) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out: Vec<String> = Vec::new();
-    for e in sources(err) {
-        let msg = e.to_string();
-        if !msg.is_empty() && !out.last().is_some_and(|last| last.ends_with(&msg)) {
-            out.push(msg);
-        }
-    }
-    out.join(": ")
-}
+/// The SDK error and its causes on one line (the crate-wide helper).
+pub(super) use crate::error::chain;
 
 #[cfg(test)]
 mod tests {
