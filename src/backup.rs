@@ -31,7 +31,7 @@ use crate::layout::Layout;
 use crate::manifest::{self, Manifest, RepoEntry, Status, Summary};
 use crate::mirror::{self, FetchOptions, MirrorError};
 use crate::provider::{Provider, RemoteRepo};
-use crate::store::{Key, PutOptions, Store, StoreError};
+use crate::store::{Key, PutOptions, Source, Store, StoreError};
 
 /// Bundles' content type: what `git` itself would call the file.
 pub const BUNDLE_CONTENT_TYPE: &str = "application/x-git-bundle";
@@ -263,26 +263,33 @@ impl Pipeline {
 
         self.observer.phase(&repo.slug, Phase::Bundle);
         let bundle_path = tmp.path().join("repo.bundle");
-        let info = {
+        let prepared = {
             let (m, b) = (mirror_dir.clone(), bundle_path.clone());
-            blocking(move || bundle::write(&m, &b))
+            blocking(move || bundle::prepare(&m, &b))
                 .await?
                 .map_err(|e| format!("bundle: {e}"))?
         };
-        let Some(info) = info else {
+        let Some((info, bytes)) = prepared else {
             return Ok(None);
         };
         self.observer.bundled(&repo.slug, info.size);
-        // The bundle holds a copy of the mirror's pack: free the disk before the upload.
-        let m = mirror_dir.clone();
-        let _ = blocking(move || std::fs::remove_dir_all(m)).await;
+        if !info.pack_reused {
+            // The bundle file holds a new pack of everything: free the mirror's disk first.
+            let m = mirror_dir.clone();
+            let _ = blocking(move || std::fs::remove_dir_all(m)).await;
+        }
+        // Otherwise the upload reads the header and then the mirror's own pack.
+        let source = Source {
+            head: bytes.header.into(),
+            path: bytes.body,
+            len: bytes.body_len,
+        };
 
         if self.cancel.is_cancelled() {
             return Err("interrupted".into());
         }
         self.observer.phase(&repo.slug, Phase::Upload);
-        self.upload_with_retries(repo, &key, &bundle_path, &info)
-            .await?;
+        self.upload_with_retries(repo, &key, &source, &info).await?;
         drop(tmp);
         Ok(Some((key, info)))
     }
@@ -353,7 +360,7 @@ impl Pipeline {
         &self,
         repo: &RemoteRepo,
         key: &Key,
-        path: &Path,
+        source: &Source,
         info: &BundleInfo,
     ) -> Result<(), String> {
         let observer = self.observer.clone();
@@ -365,7 +372,8 @@ impl Pipeline {
         };
         let mut delays = self.backoff();
         loop {
-            match self.store.put_file(key, path, info.size, &opts).await {
+            debug_assert_eq!(source.size(), info.size);
+            match self.store.put_source(key, source, &opts).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_transient(&e) && !self.cancel.is_cancelled() => match delays.next() {
                     Some(delay) => {

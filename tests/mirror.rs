@@ -449,6 +449,65 @@ fn bundle_of_a_fresh_mirror_reuses_its_pack_and_restores_with_stock_git() {
     assert_eq!(&bytes[header_end + 2..], std::fs::read(pack).unwrap());
 }
 
+/// What the backup uploads: `prepare` on a fresh mirror writes no bundle file and names the
+/// mirror's own pack; header + pack are byte for byte the bundle `write` makes, with the same
+/// size and SHA-256, and that bundle restores.
+#[test]
+fn prepare_uploads_the_mirrors_pack_behind_the_header_without_a_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = simple_repo(tmp.path(), "simple", "develop");
+    let dir = tmp.path().join("mirror.git");
+    fetch_into(&dir, &file_url(&server)).unwrap();
+    let pack = packs(&dir).pop().unwrap();
+
+    let unused = tmp.path().join("unused.bundle");
+    let (info, bytes) = bundle::prepare(&dir, &unused).unwrap().expect("refs");
+    assert!(
+        !unused.exists(),
+        "no bundle copy is written when the pack is reused"
+    );
+    assert!(info.pack_reused);
+    assert_eq!(bytes.body, pack);
+    assert_eq!(bytes.body_len, std::fs::metadata(&pack).unwrap().len());
+    assert!(bytes.header.starts_with(b"# v2 git bundle\n"));
+    assert!(bytes.header.ends_with(b" HEAD\n\n"));
+
+    let mut assembled = bytes.header.clone();
+    assembled.extend(std::fs::read(&pack).unwrap());
+    assert_eq!(info.size, assembled.len() as u64);
+    assert_eq!(info.sha256, hex::encode(Sha256::digest(&assembled)));
+
+    let out = tmp.path().join("written.bundle");
+    let written = bundle::write(&dir, &out).unwrap().unwrap();
+    assert_eq!(written, info);
+    assert_eq!(std::fs::read(&out).unwrap(), assembled);
+    assert_restores(tmp.path(), &out, &show_refs(&server));
+}
+
+/// When a pack has to be built, `prepare` writes the whole bundle to `out` and says so: no
+/// header in front of it, the file is the upload.
+#[test]
+fn prepare_writes_the_bundle_file_when_it_builds_a_pack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = simple_repo(tmp.path(), "simple", "develop");
+    let dir = tmp.path().join("mirror.git");
+    fetch_into(&dir, &file_url(&server)).unwrap();
+    // A loose object next to the pack rules out reuse.
+    git_stdin(&dir, &["hash-object", "-w", "--stdin"], b"loose\n");
+
+    let out = tmp.path().join("built.bundle");
+    let (info, bytes) = bundle::prepare(&dir, &out).unwrap().expect("refs");
+    assert!(!info.pack_reused);
+    assert!(bytes.header.is_empty());
+    assert_eq!(bytes.body, out);
+    assert_eq!(bytes.body_len, std::fs::metadata(&out).unwrap().len());
+    assert_eq!(
+        (info.size, info.sha256.as_str()),
+        (bytes.body_len, sha256_of(&out).as_str())
+    );
+    assert_restores(tmp.path(), &out, &show_refs(&server));
+}
+
 #[test]
 fn bundle_falls_back_to_a_new_pack_when_the_mirror_has_two() {
     let tmp = tempfile::tempdir().unwrap();

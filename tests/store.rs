@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use git_offsite::store::fs::FsStore;
 use git_offsite::store::s3::{S3Options, S3Store};
-use git_offsite::store::{Key, PutOptions, Store, StoreError, conformance};
+use git_offsite::store::{Key, PutOptions, Source, Store, StoreError, conformance};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -121,6 +121,12 @@ macro_rules! store_suite {
             async fn put_file_multipart() {
                 let f = $fixture;
                 conformance::put_file_multipart(f.store(), f.base(), f.scratch()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn put_source_with_head() {
+                let f = $fixture;
+                conformance::put_source_with_head(f.store(), f.base(), f.scratch()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,18 +352,50 @@ mod s3_only {
             .put_file(&key, &big, data.len() as u64, &PutOptions::default())
             .await
             .unwrap();
+        // A bundle as git-offsite uploads it: a header in memory, then a pack file; once in
+        // parts and once in a single PutObject.
+        let header = Bytes::from_static(b"# v2 git bundle\n\n");
+        let headed = Key::new("t/strict/headed.bundle").unwrap();
+        store
+            .put_source(
+                &headed,
+                &Source {
+                    head: header.clone(),
+                    path: big.clone(),
+                    len: data.len() as u64,
+                },
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        let headed_small = Key::new("t/strict/headed-small.bundle").unwrap();
+        store
+            .put_source(
+                &headed_small,
+                &Source {
+                    head: header.clone(),
+                    path: big.clone(),
+                    len: 1000,
+                },
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
         let small = Key::new("t/strict/small").unwrap();
         store
             .put(&small, Bytes::from_static(b"hello"), &PutOptions::default())
             .await
             .unwrap();
         assert_eq!(store.get(&key).await.unwrap(), data);
+        let with_header = |n: usize| [&header[..], &data[..n]].concat();
+        assert_eq!(store.get(&headed).await.unwrap(), with_header(data.len()));
+        assert_eq!(store.get(&headed_small).await.unwrap(), with_header(1000));
         assert!(store.head(&small).await.unwrap().is_some());
-        assert_eq!(store.list("t/strict/").await.unwrap().len(), 2);
+        assert_eq!(store.list("t/strict/").await.unwrap().len(), 4);
         store.delete(&small).await.unwrap();
         store.sweep_incomplete("t/", Duration::ZERO).await.unwrap();
         assert_eq!(s3.checksum_rejections(), Vec::<String>::new());
-        assert!(s3.requests("UploadPart") >= 3 && s3.requests("PutObject") == 1);
+        assert!(s3.requests("UploadPart") >= 6 && s3.requests("PutObject") == 2);
 
         // Control: a client on the SDK's defaults is refused.
         let conf = aws_sdk_s3::config::Builder::from(&s3.sdk_config())

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Key, ObjectMeta, PutOptions, Store, StoreError};
+use super::{Key, ObjectMeta, PutOptions, Source, Store, StoreError};
 
 /// Three parts of 5 MiB, the last one short: big enough to go multipart with test part sizes.
 pub const MULTIPART_SIZE: u64 = 12 * 1024 * 1024 + 4321;
@@ -174,6 +174,69 @@ pub async fn put_file_multipart(store: &dyn Store, base: &Key, scratch: &Path) {
             .await
             .expect("sweep"),
         0
+    );
+}
+
+/// A source with an in-memory head (how a bundle's header goes up in front of the mirror's
+/// pack) gives head + the declared prefix of the file, nothing of the file beyond it: below the
+/// part size, and across parts with the head inside the first one. A file shorter than the
+/// source declares fails and leaves nothing.
+pub async fn put_source_with_head(store: &dyn Store, base: &Key, scratch: &Path) {
+    let head = Bytes::from(b"# v2 git bundle\n\n".repeat(100));
+    for (name, file_len) in [
+        ("small.bundle", 70_000u64),
+        ("head-only.bundle", 0),
+        ("big.bundle", MULTIPART_SIZE - head.len() as u64),
+    ] {
+        // One extra byte past the declared length, which must not be uploaded.
+        let data = pseudo_random(file_len as usize + 1, 11);
+        let src = write_source(scratch, name, &data);
+        let source = Source {
+            head: head.clone(),
+            path: src,
+            len: file_len,
+        };
+        let k = key(base, name);
+        let (opts, sent) = counting(BTreeMap::new());
+        store
+            .put_source(&k, &source, &opts)
+            .await
+            .expect("put_source");
+        let mut expected = head.to_vec();
+        expected.extend_from_slice(&data[..file_len as usize]);
+        assert_eq!(
+            sent.load(Ordering::Relaxed),
+            source.size(),
+            "progress of {name}"
+        );
+        assert_same(&store.get(&k).await.expect("get"), &expected, name);
+        let size = store.head(&k).await.expect("head").expect("exists").size;
+        assert_eq!(size, source.size(), "{name}");
+    }
+
+    let data = pseudo_random(MULTIPART_SIZE as usize, 12);
+    let short = Source {
+        head: head.clone(),
+        path: write_source(scratch, "short.bundle", &data),
+        len: MULTIPART_SIZE + 1,
+    };
+    let k = key(base, "short.bundle");
+    let err = store
+        .put_source(&k, &short, &PutOptions::default())
+        .await
+        .expect_err("a source whose file is shorter than declared must fail");
+    assert!(
+        err.to_string().contains("ended after"),
+        "say what went wrong: {err}"
+    );
+    assert!(store.head(&k).await.expect("head").is_none());
+    assert_eq!(
+        store
+            .sweep_incomplete(&format!("{base}/"), Duration::ZERO)
+            .await
+            .expect("sweep"),
+        0,
+        "no open upload or temp file may remain"
     );
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Key, ObjectMeta, PutOptions, Store, StoreError};
+use super::{Key, ObjectMeta, PutOptions, Source, Store, StoreError};
 
 /// Random characters in a temp name; also how [`temp_target`] recognises one.
 const TEMP_RANDOM_LEN: usize = 12;
@@ -231,13 +231,22 @@ impl Drop for AbandonOnDrop {
 }
 
 fn copy_into(
-    source: &Path,
-    size: u64,
+    from: &Source,
     staged: &mut Staged,
     key: &Key,
     abandoned: &AtomicBool,
     opts: &PutOptions,
 ) -> Result<(), StoreError> {
+    if !from.head.is_empty() {
+        staged
+            .file()
+            .write_all(&from.head)
+            .map_err(|e| io_err("cannot write", &staged.target, e))?;
+        if let Some(progress) = &opts.on_progress {
+            progress(from.head.len() as u64);
+        }
+    }
+    let (source, size) = (from.path.as_path(), from.len);
     let mut src = File::open(source).map_err(|e| io_err("cannot open", source, e))?;
     let mut buf = vec![0u8; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK)).max(1)];
     let mut copied = 0u64;
@@ -325,15 +334,14 @@ impl Store for FsStore {
         .await
     }
 
-    async fn put_file(
+    async fn put_source(
         &self,
         key: &Key,
-        path: &Path,
-        size: u64,
+        source: &Source,
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
         let target = self.path_of(key);
-        let source = path.to_path_buf();
+        let source = source.clone();
         let key = key.clone();
         let opts = opts.clone();
         let abandoned = Arc::new(AtomicBool::new(false));
@@ -341,7 +349,7 @@ impl Store for FsStore {
         blocking(move || {
             let mut staged = Staged::new(&target)
                 .map_err(|e| io_err("cannot create a temp file for", &target, e))?;
-            copy_into(&source, size, &mut staged, &key, &abandoned, &opts)?;
+            copy_into(&source, &mut staged, &key, &abandoned, &opts)?;
             if abandoned.load(Ordering::Relaxed) {
                 return Err(StoreError::Cancelled {
                     key: key.to_string(),

@@ -1,10 +1,12 @@
 //! Destinations: where bundles and manifests are written.
 //!
 //! The trait is deliberately small (object_store-style): whole-object `put` for manifests,
-//! `put_file` for bundles, plus the reads needed to check and list a backup. Bundles are
+//! `put_source` for bundles, plus the reads needed to check and list a backup. Bundles are
 //! uploaded from a file on disk rather than from a stream because every S3 part can then be a
 //! `path + offset + length` body, which the SDK can retry and size without buffering; memory
-//! stays bounded by parts in flight, not by repository size.
+//! stays bounded by parts in flight, not by repository size. A [`Source`] may start with a
+//! few bytes held in memory, which is how a bundle goes up as its header followed by the
+//! mirror's pack, without a copy of the pack being written first.
 //!
 //! Keys are [`Key`]s built by [`crate::layout`], never raw strings, so a store never sees `..`
 //! or an empty segment. Every store guarantees that a failed or cancelled `put_file` leaves no
@@ -17,7 +19,7 @@ pub mod s3;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +74,45 @@ impl fmt::Display for Key {
 impl Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({:?})", self.0)
+    }
+}
+
+/// The bytes of an upload: `head`, held in memory (a bundle header: KiB, not MiB), followed by
+/// the first `len` bytes of the file at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub head: Bytes,
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+impl Source {
+    /// The first `len` bytes of the file at `path`.
+    pub fn file(path: impl Into<PathBuf>, len: u64) -> Self {
+        Self {
+            head: Bytes::new(),
+            path: path.into(),
+            len,
+        }
+    }
+
+    /// Total size in bytes.
+    pub fn size(&self) -> u64 {
+        self.head.len() as u64 + self.len
+    }
+
+    /// Where the `len` bytes at `offset` of the whole come from: the part of `head` they cover,
+    /// then `(file offset, file length)`.
+    pub fn slice(&self, offset: u64, len: u64) -> (Bytes, u64, u64) {
+        let h = self.head.len() as u64;
+        let end = offset.saturating_add(len).min(self.size());
+        let start = offset.min(end);
+        let head = self.head.slice(
+            usize::try_from(start.min(h)).unwrap_or(0)..usize::try_from(end.min(h)).unwrap_or(0),
+        );
+        let file_start = start.saturating_sub(h);
+        let file_end = end.saturating_sub(h);
+        (head, file_start, file_end - file_start)
     }
 }
 
@@ -152,15 +193,27 @@ pub trait Store: Send + Sync + Debug {
     /// Writes a small object in one request, atomically replacing any previous one.
     async fn put(&self, key: &Key, data: Bytes, opts: &PutOptions) -> Result<(), StoreError>;
 
-    /// Uploads the `size`-byte file at `path`. Large files go up in parts; on any error the
-    /// upload is aborted so no partial object or open multipart upload remains.
+    /// Uploads `source`. Large sources go up in parts; on any error the upload is aborted so
+    /// no partial object or open multipart upload remains. A file shorter than the source says
+    /// is an error, never a short object.
+    async fn put_source(
+        &self,
+        key: &Key,
+        source: &Source,
+        opts: &PutOptions,
+    ) -> Result<(), StoreError>;
+
+    /// Uploads the first `size` bytes of the file at `path`: [`Store::put_source`] without a
+    /// head.
     async fn put_file(
         &self,
         key: &Key,
         path: &Path,
         size: u64,
         opts: &PutOptions,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.put_source(key, &Source::file(path, size), opts).await
+    }
 
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError>;
 
@@ -187,6 +240,24 @@ pub trait Store: Send + Sync + Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_slices_cross_from_head_into_file() {
+        let src = Source {
+            head: Bytes::from_static(b"HEADER"),
+            path: PathBuf::from("/p"),
+            len: 10,
+        };
+        assert_eq!(src.size(), 16);
+        // Entirely in the head, across the boundary, entirely in the file, past the end.
+        assert_eq!(src.slice(0, 4), (Bytes::from_static(b"HEAD"), 0, 0));
+        assert_eq!(src.slice(4, 5), (Bytes::from_static(b"ER"), 0, 3));
+        assert_eq!(src.slice(6, 10), (Bytes::new(), 0, 10));
+        assert_eq!(src.slice(10, 100), (Bytes::new(), 4, 6));
+        assert_eq!(src.slice(16, 1), (Bytes::new(), 10, 0));
+        // A source without a head is the file.
+        assert_eq!(Source::file("/p", 9).slice(3, 4), (Bytes::new(), 3, 4));
+    }
 
     #[test]
     fn keys_reject_traversal_and_empty_segments() {

@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,10 +35,11 @@ use aws_types::service_config::ServiceConfigKey;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use self::body::source_body;
 use self::errors::{chain, redact_userinfo};
-use self::multipart::file_body;
-use super::{Key, ObjectMeta, PutOptions, Store, StoreError};
+use super::{Key, ObjectMeta, PutOptions, Source, Store, StoreError};
 
+mod body;
 mod errors;
 mod multipart;
 
@@ -192,11 +192,11 @@ impl S3Store {
     async fn put_single(
         &self,
         key: &Key,
-        path: &Path,
-        size: u64,
+        source: &Source,
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
-        let body = file_body(path, 0, size).await?;
+        let size = source.size();
+        let body = source_body(source, 0, size).await?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -300,11 +300,10 @@ impl Store for S3Store {
         Ok(())
     }
 
-    async fn put_file(
+    async fn put_source(
         &self,
         key: &Key,
-        path: &Path,
-        size: u64,
+        source: &Source,
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
         if self.cancel.is_cancelled() {
@@ -312,11 +311,11 @@ impl Store for S3Store {
                 key: key.to_string(),
             });
         }
-        if size <= self.part_size {
-            self.or_cancelled(key, self.put_single(key, path, size, opts))
+        if source.size() <= self.part_size {
+            self.or_cancelled(key, self.put_single(key, source, opts))
                 .await
         } else {
-            self.put_multipart(key, path, size, opts).await
+            self.put_multipart(key, source, opts).await
         }
     }
 

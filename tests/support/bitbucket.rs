@@ -1116,7 +1116,7 @@ async fn run_cgi(
     guard: InFlight,
 ) -> Result<Response, String> {
     let home = s.root.join("home");
-    let mut cmd = Command::new("git");
+    let mut cmd = Command::new(git_program());
     cmd.arg("http-backend")
         // Only what the CGI needs: no user/system git config, no inherited GIT_* variables.
         .env_clear()
@@ -1240,6 +1240,27 @@ async fn run_cgi(
     *resp.status_mut() = status;
     *resp.headers_mut() = response_headers;
     Ok(resp)
+}
+
+/// `git` as an absolute path, found once on `PATH`. A bare `git` together with the `PATH` the
+/// CGI environment sets makes std fall back from `posix_spawn` to `fork`, which copies the page
+/// tables of this (large, multi-threaded) test process for every request: measurable CPU in
+/// the benchmark, where the emulator shares the machine with the contenders.
+fn git_program() -> &'static Path {
+    static GIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    GIT.get_or_init(|| {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join("git"))
+            .find(|candidate| {
+                use std::os::unix::fs::PermissionsExt;
+                candidate
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .unwrap_or_else(|| PathBuf::from("git"))
+    })
 }
 
 /// The rest of a CGI response; owns the child so that a dropped connection kills it.

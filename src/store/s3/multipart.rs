@@ -2,34 +2,33 @@
 //! and making sure every upload ends completed or aborted (S3 bills the parts of an open
 //! upload until someone aborts it), plus the sweep for uploads a crashed run left open.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt, TryStreamExt};
 
+use super::body::source_body;
 use super::errors::chain;
 use super::{
     HttpResponse, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE, S3Store, metadata, to_i64,
 };
-use crate::store::{Key, PutOptions, StoreError};
+use crate::store::{Key, PutOptions, Source, StoreError};
 
 impl S3Store {
     pub(super) async fn put_multipart(
         &self,
         key: &Key,
-        path: &Path,
-        size: u64,
+        source: &Source,
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
-        let plan =
-            PartPlan::new(size, self.part_size).map_err(|message| StoreError::Misconfigured {
+        let plan = PartPlan::new(source.size(), self.part_size).map_err(|message| {
+            StoreError::Misconfigured {
                 target: self.target(Some(key.as_str())),
                 message,
-            })?;
+            }
+        })?;
         let created = self
             .client
             .create_multipart_upload()
@@ -57,7 +56,7 @@ impl S3Store {
         let result = self
             .or_cancelled(
                 key,
-                self.upload_parts_and_complete(key, path, &plan, upload_id, opts),
+                self.upload_parts_and_complete(key, source, &plan, upload_id, opts),
             )
             .await;
         if result.is_err()
@@ -74,13 +73,13 @@ impl S3Store {
     async fn upload_parts_and_complete(
         &self,
         key: &Key,
-        path: &Path,
+        source: &Source,
         plan: &PartPlan,
         upload_id: &str,
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
         let mut parts: Vec<CompletedPart> = futures::stream::iter(plan.parts())
-            .map(|part| self.upload_part(key, path, upload_id, part, opts))
+            .map(|part| self.upload_part(key, source, upload_id, part, opts))
             .buffer_unordered(self.parts_in_flight)
             .try_collect()
             .await?;
@@ -104,12 +103,12 @@ impl S3Store {
     async fn upload_part(
         &self,
         key: &Key,
-        path: &Path,
+        source: &Source,
         upload_id: &str,
         part: Part,
         opts: &PutOptions,
     ) -> Result<CompletedPart, StoreError> {
-        let body = file_body(path, part.offset, part.len).await?;
+        let body = source_body(source, part.offset, part.len).await?;
         let out = self
             .client
             .upload_part()
@@ -242,39 +241,6 @@ impl Drop for AbortOnDrop {
             }
         });
     }
-}
-
-/// A retryable, size-hinted body: the SDK re-opens the file at `offset` on every attempt.
-pub(super) async fn file_body(
-    path: &Path,
-    offset: u64,
-    len: u64,
-) -> Result<ByteStream, StoreError> {
-    ByteStream::read_from()
-        .path(path)
-        .offset(offset)
-        .length(Length::Exact(len))
-        .build()
-        .await
-        .map_err(|e| {
-            // The SDK's own wording ("`Length::Exact` was larger than …") means nothing to a user.
-            let source = match std::fs::metadata(path) {
-                Ok(m) if m.len() < offset + len => std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the file ended after {} of the expected {} bytes",
-                        m.len(),
-                        offset + len
-                    ),
-                ),
-                _ => std::io::Error::other(e),
-            };
-            StoreError::Io {
-                context: "cannot read",
-                path: path.display().to_string(),
-                source,
-            }
-        })
 }
 
 /// One part of a multipart upload: S3 part numbers start at 1.
