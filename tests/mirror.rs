@@ -181,6 +181,16 @@ fn fetch_mirrors_every_ref_and_points_head_at_the_default_branch() {
     assert_eq!(seen.load(Ordering::SeqCst), m.received_bytes);
     // What libgit2 leaves behind is what the bundle's fast path relies on (NOTES §3).
     assert_eq!(packs(&dir).len(), 1);
+    // No copy of the system's template directory (sample hooks): files nothing reads.
+    let hooks: Vec<_> = std::fs::read_dir(dir.join("hooks"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        hooks
+            .iter()
+            .all(|h| !h.to_string_lossy().ends_with(".sample") || h == "README.sample"),
+        "{hooks:?}"
+    );
     git(&dir, &["fsck", "--full", "--no-progress"]);
 }
 
