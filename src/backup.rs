@@ -156,7 +156,7 @@ impl Pipeline {
         );
         self.observer.listed(&repos);
 
-        let mut entries: Vec<RepoEntry> = futures::stream::iter(repos)
+        let mut entries: Vec<RepoEntry> = futures::stream::iter(largest_first(repos))
             .map(|repo| self.backup_one(repo))
             .buffer_unordered(self.jobs.max(1))
             .collect()
@@ -412,6 +412,15 @@ fn is_transient(e: &StoreError) -> bool {
     )
 }
 
+/// The order repositories are started in: largest first, as the hosting service reports sizes
+/// (listing order among equals and for unknown sizes, which go last). A big repository started
+/// last would run alone at the end while the other jobs sit idle; started first, the small ones
+/// fill in around it. The manifest is sorted by slug, so the order shows nowhere else.
+fn largest_first(mut repos: Vec<RemoteRepo>) -> Vec<RemoteRepo> {
+    repos.sort_by_key(|r| std::cmp::Reverse(r.size.unwrap_or(0)));
+    repos
+}
+
 /// Runs blocking git work off the async threads. A panic inside becomes this repository's
 /// error instead of taking the run down.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
@@ -448,5 +457,27 @@ mod tests {
         let p = d.path().to_path_buf();
         drop(d);
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn largest_repositories_start_first_and_ties_keep_listing_order() {
+        let repo = |slug: &str, size: Option<u64>| RemoteRepo {
+            slug: slug.into(),
+            full_name: format!("acme/{slug}"),
+            clone_url: url::Url::parse(&format!("https://example.org/acme/{slug}.git")).unwrap(),
+            size,
+            updated_on: None,
+            default_branch: Some("main".into()),
+            is_private: Some(true),
+        };
+        let listed = vec![
+            repo("a", Some(10)),
+            repo("b", None),
+            repo("c", Some(500)),
+            repo("d", Some(10)),
+            repo("e", Some(70)),
+        ];
+        let order: Vec<String> = largest_first(listed).into_iter().map(|r| r.slug).collect();
+        assert_eq!(order, ["c", "e", "a", "d", "b"]);
     }
 }

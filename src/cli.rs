@@ -94,7 +94,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "DEST", alias = "backupFolder")]
     pub dest: Option<String>,
 
-    /// Repositories in flight at once [default: 4].
+    /// Repositories in flight at once, the largest started first [default: 4].
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
 

@@ -540,6 +540,53 @@ async fn json_logs_are_one_object_a_line_and_dry_run_writes_nothing() {
     );
 }
 
+/// Repositories start largest first (by the listing's `size`), whatever their listing order:
+/// with one job, the order of the "backing up" log lines is the order of work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_repository_is_started_first() {
+    let env = TestEnv::new().await;
+    let fixtures = env.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    env.simple_repo("acme", "aaa-small", "main");
+    env.emu.add_repo(
+        "acme",
+        "mmm-big",
+        &big_repo(&fixtures, "mmm-big", 3 << 20),
+        RepoOpts::default(),
+    );
+    env.simple_repo("acme", "zzz-small", "main");
+    let dest = env.path().join("dest");
+    let run = env
+        .run(&[
+            "backup",
+            "--owner",
+            "acme",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--jobs",
+            "1",
+            "--log-format",
+            "json",
+        ])
+        .await;
+    run.expect_code(0);
+    let started: Vec<String> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("backing up"))
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["repo"]
+                .as_str()
+                .or(v["fields"]["repo"].as_str())
+                .unwrap_or_else(|| panic!("no repo field: {l}"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(started.len(), 3, "{started:?}");
+    assert_eq!(started[0], "acme/mmm-big", "listed second, started first");
+}
+
 /// SIGTERM (what Kubernetes sends) while a multipart upload is in flight: no new repositories,
 /// the upload aborted, temp dirs removed, no manifest (the run is incomplete), exit 130 well
 /// within a pod's grace period.
