@@ -21,8 +21,8 @@
 //!
 //! [`prepare`] does not copy a reused pack into a bundle file: it returns the header and the
 //! pack's path, and the store uploads the two back to back. That saves writing (and later
-//! deleting) a second copy of every repository, which was a tenth of the CPU of a backup run
-//! and half of its temp disk. The SHA-256 is computed from the same bytes in the same order,
+//! deleting) a second copy of every repository: half of the temp disk, and a few percent of a
+//! backup run's CPU. The SHA-256 is computed from the same bytes in the same order,
 //! by one read of the pack (just written by the indexer, so normally still in the page cache).
 //! [`write`] produces a real bundle file, for callers that want one.
 
