@@ -509,6 +509,41 @@ mod s3_only {
         assert_eq!(s3.open_multipart_uploads().await, 0);
     }
 
+    /// The SDK's retry of a part that starts with the bundle header rebuilds the whole body:
+    /// header and file range again, not just what was left of the file. One part in flight,
+    /// so the part that fails is the first one, the one holding the header.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_first_part_sends_the_header_again() {
+        let s3 = TestS3::start().await;
+        if skip_without_faults(&s3) {
+            return;
+        }
+        let store = s3.store_with(|o| o.parts_in_flight = 1, CancellationToken::new());
+        let dir = tempfile::tempdir().unwrap();
+        let (big, data) = big_file(dir.path(), 5);
+        let header = Bytes::from_static(b"# v2 git bundle\n0123 refs/heads/main\n\n");
+        let key = Key::new("t/retry/headed.bundle").unwrap();
+        s3.fail_upload_part_once(1);
+        store
+            .put_source(
+                &key,
+                &Source {
+                    head: header.clone(),
+                    path: big,
+                    len: data.len() as u64,
+                },
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s3.get(key.as_str()).await,
+            [&header[..], &data[..]].concat()
+        );
+        assert_eq!(s3.requests("UploadPart"), 4, "three parts and one retry");
+        assert_eq!(s3.open_multipart_uploads().await, 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parts_in_flight_is_a_bound() {
         let s3 = TestS3::start().await;
