@@ -63,12 +63,7 @@ pub struct Healthcheck {
 
 impl Healthcheck {
     pub fn new(url: &str) -> Result<Self, HealthcheckError> {
-        let url = Url::parse(url).map_err(|e| HealthcheckError::InvalidUrl(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-            return Err(HealthcheckError::InvalidUrl(
-                "it must be an http:// or https:// URL".into(),
-            ));
-        }
+        let url = parse_http_url(url).map_err(HealthcheckError::InvalidUrl)?;
         Ok(Healthcheck {
             url,
             http: HttpClient::new().map_err(HealthcheckError::Client)?,
@@ -158,6 +153,16 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// `url` parsed, and refused unless it is an `http://` or `https://` URL with a host: the one
+/// check for every monitoring endpoint (healthcheck, Pushgateway).
+pub(crate) fn parse_http_url(url: &str) -> Result<Url, String> {
+    let url = Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err("it must be an http:// or https:// URL".into());
+    }
+    Ok(url)
 }
 
 /// `url` without user info, query or fragment, and without its path unless `keep_path`: what

@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use crate::backup::Report;
-use crate::healthcheck::{Failure, HttpClient, redact_url};
+use crate::healthcheck::{Failure, HttpClient, parse_http_url, redact_url};
 use crate::manifest::{Manifest, Status};
 
 /// The Pushgateway `job` label and grouping-key value.
@@ -495,12 +495,7 @@ impl Pushgateway {
     /// `url` is the gateway's base (`http://pushgateway.monitoring.svc:9091`, possibly with a
     /// path prefix and `user:password@` for basic auth). Timeout 10 s, two retries.
     pub fn new(url: &str) -> Result<Self, PushError> {
-        let base = Url::parse(url).map_err(|e| PushError::InvalidUrl(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(PushError::InvalidUrl(
-                "it must be an http:// or https:// URL".into(),
-            ));
-        }
+        let base = parse_http_url(url).map_err(PushError::InvalidUrl)?;
         Ok(Pushgateway {
             base,
             http: HttpClient::new().map_err(PushError::Client)?,
