@@ -213,6 +213,7 @@ impl Pipeline {
             head: None,
             refs: BTreeMap::new(),
             error: None,
+            since: None,
             duration_ms: started.elapsed().as_millis() as u64,
         };
         match result {

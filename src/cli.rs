@@ -75,6 +75,12 @@ pub enum Command {
     List(ListArgs),
     /// Check an OAuth consumer's key and secret and store them for later runs.
     Login(LoginArgs),
+    /// List an owner's snapshots (date folders): complete or not, what each holds.
+    Snapshots(SnapshotsArgs),
+    /// Check stored bundles against their manifests (size, SHA-256, refs; --deep: every object).
+    Verify(VerifyArgs),
+    /// Restore repositories from a snapshot into a directory, or push them to a new remote.
+    Restore(RestoreArgs),
     /// Print a shell completion script (e.g. `git-offsite completions bash > /etc/bash_completion.d/git-offsite`).
     Completions {
         #[arg(value_enum)]
@@ -109,6 +115,17 @@ pub struct BackupArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// What to store for a repository whose refs equal an earlier run's: `copy` (a server-side
+    /// copy into today's folder, self-contained) or `reference` (the manifest points at the
+    /// earlier object; only safe when old dates are removed by git-offsite, never by a
+    /// lifecycle rule) [default: copy].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub unchanged: Option<UnchangedMode>,
+
+    /// Clone and upload every repository, ignoring earlier manifests.
+    #[arg(long)]
+    pub full: bool,
+
     /// Directory for the temporary mirrors and bundles [default: $TMPDIR].
     #[arg(long, value_name = "DIR", env = "GIT_OFFSITE_TMP_DIR")]
     pub tmp_dir: Option<PathBuf>,
@@ -124,6 +141,108 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub bitbucket: BitbucketArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnchangedMode {
+    Copy,
+    Reference,
+}
+
+/// Where backups are read from: the same `--dest`, owner and S3 options as `backup`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Workspace whose backups to read [default: the config file's only `[[source]]`].
+    #[arg(long, short = 'o', value_name = "WORKSPACE")]
+    pub owner: Option<String>,
+
+    /// `s3://bucket[/prefix]` or a local directory [default: ./backup].
+    #[arg(long, value_name = "DEST", alias = "backupFolder")]
+    pub dest: Option<String>,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// One JSON array on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Which snapshot: `YYYY-MM-DD`, `latest` (the newest complete one) or `all` (every
+    /// complete one) [default: latest].
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+
+    /// Only repositories whose slug matches this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub repo: Vec<String>,
+
+    /// Bundles checked at once [default: 4].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Only check that each object exists with the manifest's size and `sha256` metadata (no download).
+    #[arg(long, conflicts_with = "deep")]
+    pub quick: bool,
+
+    /// Also index each pack with libgit2 and walk every object reachable from every ref.
+    #[arg(long)]
+    pub deep: bool,
+
+    /// One JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// The repository (slug) to restore.
+    #[arg(
+        long,
+        value_name = "SLUG",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub repo: Option<String>,
+
+    /// Restore every repository of the snapshot into `DIR/<slug>` (`DIR/<slug>.git` with --bare).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Which snapshot: `YYYY-MM-DD` or `latest` (the newest one holding the repository) [default: latest].
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+
+    /// Directory to restore into; must not exist or be empty.
+    #[arg(long, value_name = "DIR", required_unless_present = "push_to")]
+    pub to: Option<PathBuf>,
+
+    /// A bare repository (every ref, no working tree), like `git clone --mirror`.
+    #[arg(long)]
+    pub bare: bool,
+
+    /// Repositories restored at once with --all [default: 4].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Push every restored ref to this empty remote repository (https URL); credentials from
+    /// GIT_OFFSITE_PUSH_USERNAME / GIT_OFFSITE_PUSH_PASSWORD or git's credential helpers.
+    #[arg(long, value_name = "URL", requires = "repo")]
+    pub push_to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,11 @@
 //! `<prefix>/<owner>/<YYYY-MM-DD>/<slug>.bundle` and `…/manifest.json` beside them. The date
 //! folder makes every day's run a self-contained, independently restorable set; the manifest is
 //! written last, so a folder without one is an incomplete run.
+//!
+//! The read direction goes through here too: [`OwnerLayout`] turns a listing back into date
+//! folders and a key back into (date, slug), and refuses keys that lie outside the owner's
+//! folder, so a manifest (perhaps edited by hand, perhaps hostile) can never send a restore
+//! or a copy elsewhere in the bucket.
 
 use chrono::NaiveDate;
 
@@ -10,6 +15,70 @@ use crate::store::{Key, StoreError};
 
 pub const MANIFEST_NAME: &str = "manifest.json";
 pub const BUNDLE_SUFFIX: &str = ".bundle";
+const DATE_FORMAT: &str = "%Y-%m-%d";
+
+/// Everything of one owner in a destination: `<prefix>/<owner>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerLayout {
+    prefix: Option<String>,
+    owner: String,
+    /// `<prefix>/<owner>/`, ending with `/`.
+    folder: String,
+}
+
+impl OwnerLayout {
+    pub fn new(prefix: Option<&str>, owner: &str) -> Result<Self, StoreError> {
+        let dir = match prefix {
+            Some(p) => Key::new(format!("{p}/{owner}"))?,
+            None => Key::new(owner.to_string())?,
+        };
+        Ok(Self {
+            prefix: prefix.map(str::to_owned),
+            owner: owner.to_string(),
+            folder: format!("{dir}/"),
+        })
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// `<prefix>/<owner>/` (ends with `/`): what to list to find the date folders.
+    pub fn folder(&self) -> &str {
+        &self.folder
+    }
+
+    /// The layout of one date folder.
+    pub fn run(&self, date: NaiveDate) -> Layout {
+        Layout::new(self.prefix.as_deref(), &self.owner, date)
+            .expect("a valid owner folder joined with a date is valid")
+    }
+
+    /// The date of a folder from a listing of [`OwnerLayout::folder`]
+    /// (`git/acme/2026-11-24/`); `None` for anything else found there.
+    pub fn date_of_folder(&self, folder: &str) -> Option<NaiveDate> {
+        let name = folder.strip_prefix(&self.folder)?.strip_suffix('/')?;
+        parse_date(name)
+    }
+
+    /// `(date, slug)` of a bundle key of this owner (`git/acme/2026-11-24/api.bundle`); `None`
+    /// for a key that is not a bundle directly inside one of this owner's date folders.
+    pub fn parse_bundle_key(&self, key: &str) -> Option<(NaiveDate, String)> {
+        let rest = key.strip_prefix(&self.folder)?;
+        let (date, file) = rest.split_once('/')?;
+        let slug = file.strip_suffix(BUNDLE_SUFFIX)?;
+        if slug.is_empty() || slug.contains('/') {
+            return None;
+        }
+        Some((parse_date(date)?, slug.to_string()))
+    }
+}
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, DATE_FORMAT)
+        .ok()
+        .filter(|d| d.format(DATE_FORMAT).to_string() == s)
+}
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -18,7 +87,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(prefix: Option<&str>, owner: &str, date: NaiveDate) -> Result<Self, StoreError> {
-        let date = date.format("%Y-%m-%d").to_string();
+        let date = date.format(DATE_FORMAT).to_string();
         let run_dir = match prefix {
             Some(p) => Key::new(format!("{p}/{owner}/{date}"))?,
             None => Key::new(format!("{owner}/{date}"))?,
@@ -77,5 +146,46 @@ mod tests {
         assert_eq!(l.owner_prefix(), "acme/");
         assert!(l.bundle("a/b").is_err());
         assert!(l.bundle("..").is_err() || l.bundle("..").unwrap().as_str().ends_with("...bundle"));
+    }
+
+    #[test]
+    fn keys_and_folders_parse_back() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        for prefix in [Some("git/deep"), None] {
+            let o = OwnerLayout::new(prefix, "acme").unwrap();
+            let run = o.run(date);
+            assert_eq!(o.folder(), run.owner_prefix());
+            let key = run.bundle("web.site").unwrap();
+            assert_eq!(
+                o.parse_bundle_key(key.as_str()),
+                Some((date, "web.site".to_string()))
+            );
+            assert_eq!(
+                o.date_of_folder(&format!("{}2026-11-24/", o.folder())),
+                Some(date)
+            );
+            for not_a_date in ["2026-11-24", "2026-1-24/", "latest/", "2026-13-01/"] {
+                assert_eq!(
+                    o.date_of_folder(&format!("{}{not_a_date}", o.folder())),
+                    None
+                );
+            }
+            assert_eq!(o.date_of_folder("other/2026-11-24/"), None);
+            let folder = o.folder().to_string();
+            for outside in [
+                "elsewhere/acme/2026-11-24/api.bundle".to_string(),
+                format!("{folder}2026-11-24/sub/api.bundle"),
+                format!("{folder}2026-11-24/manifest.json"),
+                format!("{folder}2026-11-24/.bundle"),
+                format!("{folder}not-a-date/api.bundle"),
+            ] {
+                assert_eq!(o.parse_bundle_key(&outside), None, "{outside}");
+            }
+        }
+        assert_eq!(
+            OwnerLayout::new(None, "acme").unwrap().folder(),
+            "acme/",
+            "no prefix"
+        );
     }
 }

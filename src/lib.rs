@@ -9,6 +9,7 @@
 
 pub mod backup;
 pub mod bundle;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;

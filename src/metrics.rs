@@ -34,7 +34,7 @@ use url::Url;
 
 use crate::backup::Report;
 use crate::healthcheck::{Failure, HttpClient, parse_http_url, redact_url};
-use crate::manifest::{Manifest, Status};
+use crate::manifest::Manifest;
 
 /// The Pushgateway `job` label and grouping-key value.
 pub const JOB: &str = "git-offsite";
@@ -92,7 +92,7 @@ impl OwnerRun {
                 bundle_sizes: manifest
                     .repositories
                     .iter()
-                    .filter(|r| r.status == Status::Ok)
+                    .filter(|r| r.status.has_bundle())
                     .filter_map(|r| Some((r.slug.clone(), r.size?)))
                     .collect(),
             }),
@@ -581,7 +581,7 @@ pub async fn push(url: &str, metrics: &RunMetrics) -> Result<(), PushError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{FORMAT, RepoEntry, Summary};
+    use crate::manifest::{FORMAT, RepoEntry, Status, Summary};
     use chrono::{NaiveDate, TimeZone};
 
     fn entry(slug: &str, status: Status, size: Option<u64>) -> RepoEntry {
@@ -595,6 +595,7 @@ mod tests {
             head: None,
             refs: BTreeMap::new(),
             error: (status == Status::Failed).then(|| "boom".to_string()),
+            since: None,
             duration_ms: 1,
         }
     }

@@ -288,9 +288,9 @@ impl Observer for Progress {
         let mut s = lock(&self.state);
         s.in_flight.remove(&entry.slug);
         match entry.status {
-            Status::Ok => s.counts.ok += 1,
+            Status::Ok | Status::Unchanged => s.counts.ok += 1,
             Status::Empty => s.counts.empty += 1,
-            Status::Failed => {
+            Status::Failed | Status::Unknown => {
                 s.counts.failed += 1;
                 let line = format!(
                     "✗ {}: {}",
@@ -581,6 +581,7 @@ mod tests {
             head: None,
             refs: Map::new(),
             error: error.map(str::to_string),
+            since: None,
             duration_ms: 1,
         }
     }

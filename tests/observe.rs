@@ -228,6 +228,7 @@ fn entry(slug: &str, status: Status, size: Option<u64>) -> RepoEntry {
         head: None,
         refs: BTreeMap::new(),
         error: (status == Status::Failed).then(|| "mirror: timed out".into()),
+        since: None,
         duration_ms: 5,
     }
 }

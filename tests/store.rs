@@ -166,6 +166,24 @@ macro_rules! store_suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn get_stream() {
+                let f = $fixture;
+                conformance::get_stream(f.store(), f.base(), f.scratch()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn list_folder() {
+                let f = $fixture;
+                conformance::list_folder(f.store(), f.base()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn copy() {
+                let f = $fixture;
+                conformance::copy(f.store(), f.base(), f.scratch()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sweep_incomplete() {
                 let f = $fixture;
                 conformance::sweep_incomplete(f.store(), f.base(), |k| f.leave_incomplete(k)).await;

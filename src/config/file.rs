@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub metrics_file: Option<PathBuf>,
     pub pushgateway: Option<String>,
     pub healthcheck_url: Option<String>,
+    /// `copy` or `reference` (`--unchanged`).
+    pub unchanged: Option<String>,
     #[serde(default)]
     pub s3: S3Section,
     #[serde(default)]

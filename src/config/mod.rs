@@ -7,6 +7,7 @@
 //! [`BackupConfig`], never clap types or raw strings.
 
 pub mod file;
+pub mod read;
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +15,10 @@ use chrono::NaiveDate;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use url::Url;
 
-use crate::cli::{BitbucketArgs, FilterArgs, ReportArgs, RetryArgs, S3Args};
+use crate::cli::{BitbucketArgs, FilterArgs, ReportArgs, RetryArgs, S3Args, UnchangedMode};
 use crate::secret::Secret;
 pub use file::{CredentialRefs, FileConfig};
+pub use read::{DateChoice, ReadConfig, RestoreConfig, VerifyConfig, VerifyLevel};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -573,6 +575,10 @@ pub struct BackupConfig {
     pub retry_delay: std::time::Duration,
     pub endpoints: BitbucketEndpoints,
     pub report: ReportSettings,
+    /// What an unchanged repository gets: a copy of its earlier bundle, or a reference to it.
+    pub unchanged: UnchangedMode,
+    /// Ignore earlier manifests: clone and upload everything.
+    pub full: bool,
 }
 
 impl BackupConfig {
@@ -608,6 +614,19 @@ impl BackupConfig {
             retry_delay,
             endpoints: BitbucketEndpoints::new(&args.bitbucket, file)?,
             report: ReportSettings::new(&args.report, file)?,
+            unchanged: match (args.unchanged, file.unchanged.as_deref()) {
+                (Some(m), _) => m,
+                (None, None | Some("copy")) => UnchangedMode::Copy,
+                (None, Some("reference")) => UnchangedMode::Reference,
+                (None, Some(other)) => {
+                    return Err(invalid(
+                        "unchanged (config file)",
+                        other,
+                        "expected `copy` or `reference`",
+                    ));
+                }
+            },
+            full: args.full,
         })
     }
 }

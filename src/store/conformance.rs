@@ -508,3 +508,179 @@ where
         "a finished object",
     );
 }
+
+/// `get_stream` yields the object's bytes in order, with its size up front; a missing key is
+/// `NotFound`; a multipart-sized object streams whole.
+pub async fn get_stream(store: &dyn Store, base: &Key, scratch: &Path) {
+    use futures::StreamExt;
+    let data = pseudo_random(MULTIPART_SIZE as usize, 21);
+    let src = write_source(scratch, "stream.bundle", &data);
+    let k = key(base, "stream.bundle");
+    let meta: BTreeMap<String, String> = [("sha256".to_string(), "beef".to_string())].into();
+    let opts = PutOptions {
+        metadata: meta.clone(),
+        ..PutOptions::default()
+    };
+    store
+        .put_file(&k, &src, data.len() as u64, &opts)
+        .await
+        .expect("put_file");
+    let download = store.get_stream(&k).await.expect("get_stream");
+    assert_eq!(download.size, data.len() as u64);
+    assert!(
+        download.metadata.is_empty() || download.metadata == meta,
+        "metadata: {:?}",
+        download.metadata
+    );
+    let mut got = Vec::new();
+    let mut chunks = 0;
+    let mut stream = download.stream;
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.expect("chunk"));
+        chunks += 1;
+    }
+    assert_same(&got, &data, "streamed object");
+    assert!(
+        chunks > 1,
+        "a 12 MiB object should arrive in several chunks"
+    );
+    match store.get_stream(&key(base, "absent.bundle")).await {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("get_stream of a missing key gave {other:?}"),
+    }
+    // Dropping a stream half-way is allowed and leaves the object alone.
+    let mut half = store.get_stream(&k).await.expect("get_stream").stream;
+    let _ = half.next().await;
+    drop(half);
+    assert_eq!(
+        store.head(&k).await.expect("head").expect("exists").size,
+        data.len() as u64
+    );
+}
+
+/// `list_folder` shows one level: objects directly in the folder and the sub-folders that
+/// hold objects, as full prefixes ending with `/`; never another folder's objects.
+pub async fn list_folder(store: &dyn Store, base: &Key) {
+    let opts = PutOptions::default();
+    for rest in [
+        "acme/2026-11-24/a.bundle",
+        "acme/2026-11-24/manifest.json",
+        "acme/2026-11-25/b.bundle",
+        "acme/2026-11-25/deeper/c",
+        "acme/top.txt",
+        "acmeX/2026-11-24/x.bundle",
+    ] {
+        store
+            .put(&key(base, rest), Bytes::from(rest.to_string()), &opts)
+            .await
+            .expect("put");
+    }
+    let l = store
+        .list_folder(&format!("{base}/acme/"))
+        .await
+        .expect("list_folder");
+    assert_eq!(
+        l.folders,
+        [
+            format!("{base}/acme/2026-11-24/"),
+            format!("{base}/acme/2026-11-25/")
+        ]
+    );
+    assert_eq!(keys(&l.objects), [key(base, "acme/top.txt").as_str()]);
+    assert_eq!(l.objects[0].size, "acme/top.txt".len() as u64);
+    let day = store
+        .list_folder(&format!("{base}/acme/2026-11-25/"))
+        .await
+        .expect("list_folder");
+    assert_eq!(
+        keys(&day.objects),
+        [key(base, "acme/2026-11-25/b.bundle").as_str()]
+    );
+    assert_eq!(day.folders, [format!("{base}/acme/2026-11-25/deeper/")]);
+    let none = store
+        .list_folder(&format!("{base}/nothing/"))
+        .await
+        .expect("list_folder of a missing folder");
+    assert!(none.objects.is_empty() && none.folders.is_empty());
+    assert!(
+        store.list_folder(&format!("{base}/acme")).await.is_err(),
+        "a folder must end with `/`"
+    );
+}
+
+/// `copy` makes an identical object under the new key, with the source's metadata, leaves the
+/// source alone, replaces an existing target, works for multipart-sized objects and odd
+/// keys, and is `NotFound` for a missing source (writing nothing).
+pub async fn copy(store: &dyn Store, base: &Key, scratch: &Path) {
+    let meta: BTreeMap<String, String> = [("sha256".to_string(), "f00d".to_string())].into();
+    let opts = PutOptions {
+        content_type: Some("application/x-git-bundle".into()),
+        metadata: meta.clone(),
+        on_progress: None,
+    };
+    for (name, len) in [
+        ("small.bundle", 70_000usize),
+        ("big.bundle", MULTIPART_SIZE as usize),
+    ] {
+        let data = pseudo_random(len, 31);
+        let src = write_source(scratch, name, &data);
+        let from = key(base, &format!("2026-11-24/{name}"));
+        let to = key(base, &format!("2026-11-25/{name}"));
+        store
+            .put_file(&from, &src, len as u64, &opts)
+            .await
+            .expect("put_file");
+        // An older object at the target is replaced.
+        store
+            .put(&to, Bytes::from_static(b"stale"), &PutOptions::default())
+            .await
+            .expect("put");
+        store.copy(&from, &to).await.expect("copy");
+        assert_same(&store.get(&to).await.expect("get copy"), &data, name);
+        assert_same(&store.get(&from).await.expect("get source"), &data, name);
+        let head = store.head(&to).await.expect("head").expect("copy exists");
+        assert_eq!(head.size, len as u64);
+        let source_meta = store
+            .head(&from)
+            .await
+            .expect("head")
+            .expect("source")
+            .metadata;
+        assert_eq!(
+            head.metadata, source_meta,
+            "{name}: the copy keeps the source's metadata"
+        );
+        assert!(
+            source_meta.is_empty() || source_meta == meta,
+            "{source_meta:?}"
+        );
+    }
+    let odd_from = key(base, "ü/ñ b+c%41.bundle");
+    let odd_to = key(base, "copies/ü/ñ b+c%41.bundle");
+    store
+        .put(
+            &odd_from,
+            Bytes::from_static(b"odd"),
+            &PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    store.copy(&odd_from, &odd_to).await.expect("copy odd key");
+    assert_same(&store.get(&odd_to).await.expect("get"), b"odd", "odd key");
+
+    let missing = key(base, "missing.bundle");
+    let target = key(base, "never.bundle");
+    match store.copy(&missing, &target).await {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("copy of a missing source gave {other:?}"),
+    }
+    assert!(store.head(&target).await.expect("head").is_none());
+    assert_eq!(
+        store
+            .sweep_incomplete(&format!("{base}/"), Duration::ZERO)
+            .await
+            .expect("sweep"),
+        0,
+        "a copy leaves no open upload or temp file"
+    );
+}

@@ -22,8 +22,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 
-use super::{Key, ObjectMeta, PutOptions, Source, Store, StoreError};
+use super::{Download, Key, Listing, ObjectMeta, PutOptions, Source, Store, StoreError};
 
 /// Random characters in a temp name; also how [`temp_target`] recognises one.
 const TEMP_RANDOM_LEN: usize = 12;
@@ -95,17 +96,76 @@ impl Staged {
     /// can leave a renamed but empty file; without the directory fsync the rename may be lost.
     fn commit(self) -> io::Result<()> {
         self.tmp.as_file().sync_all()?;
-        let dir = self.target.parent().map(Path::to_path_buf);
         self.tmp.persist(&self.target).map_err(|e| e.error)?;
-        #[cfg(unix)]
-        if let Some(dir) = dir {
-            File::open(dir)?.sync_all()?;
+        sync_dir_of(&self.target)
+    }
+
+    /// `target` becomes a hard link to `from` (the same bytes, no copy), atomically: the link
+    /// is made under a temp name and renamed into place, then the directory is synced.
+    /// `Ok(false)` when the filesystem cannot link here (another device, no hard links): the
+    /// caller copies instead.
+    fn link(from: &Path, target: &Path) -> io::Result<bool> {
+        let staged = Staged::new(target)?;
+        // The temp name is ours; the empty file tempfile made there is replaced by the link.
+        let tmp_path = staged.tmp.path().to_path_buf();
+        fs::remove_file(&tmp_path)?;
+        let result = fs::hard_link(from, &tmp_path);
+        // Whatever happens, the (now absent or linked) temp name must not be deleted twice.
+        let _ = staged.tmp.into_temp_path().keep();
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot hard-link; copying instead");
+                let _ = fs::remove_file(&tmp_path);
+                return Ok(false);
+            }
         }
-        #[cfg(not(unix))]
-        let _ = dir;
-        Ok(())
+        if let Err(e) = fs::rename(&tmp_path, target) {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
+        sync_dir_of(target)?;
+        Ok(true)
     }
 }
+
+/// A rename is durable only once its directory is synced.
+fn sync_dir_of(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Whether `dir` holds an object somewhere below it (temp files of uploads in flight do not
+/// count), as an S3 listing would only show a folder with an object in it.
+fn holds_an_object(dir: &Path) -> io::Result<bool> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let t = entry.file_type()?;
+            if t.is_dir() {
+                stack.push(entry.path());
+            } else if t.is_file()
+                && entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| temp_target(n).is_none())
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Size of one read of a streamed download.
+const STREAM_CHUNK: usize = 256 * 1024;
 
 /// The object name a temp file stands for, or `None` if `name` is not one of our temp files.
 fn temp_target(name: &str) -> Option<&str> {
@@ -385,6 +445,39 @@ impl Store for FsStore {
         .await
     }
 
+    async fn get_stream(&self, key: &Key) -> Result<Download, StoreError> {
+        let path = self.path_of(key);
+        let missing = || StoreError::NotFound {
+            key: key.to_string(),
+        };
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if is_missing(&e) => return Err(missing()),
+            Err(e) => return Err(io_err("cannot open", &path, e)),
+        };
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| io_err("cannot stat", &path, e))?;
+        if !meta.is_file() {
+            return Err(missing());
+        }
+        let shown = path.display().to_string();
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, STREAM_CHUNK).map(move |chunk| {
+                chunk.map_err(|source| StoreError::Io {
+                    context: "cannot read",
+                    path: shown.clone(),
+                    source,
+                })
+            });
+        Ok(Download {
+            size: meta.len(),
+            metadata: Default::default(),
+            stream: Box::pin(stream),
+        })
+    }
+
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
         let path = self.path_of(key);
         let key = key.clone();
@@ -422,6 +515,92 @@ impl Store for FsStore {
                 .collect();
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
+        })
+        .await
+    }
+
+    async fn list_folder(&self, folder: &str) -> Result<Listing, StoreError> {
+        let dir = match folder.strip_suffix('/') {
+            None if folder.is_empty() => self.root.clone(),
+            Some(rel) if !rel.is_empty() => self.root.join(Key::new(rel)?.as_str()),
+            _ => {
+                return Err(StoreError::InvalidKey {
+                    key: folder.to_string(),
+                    reason: "a folder is empty (the root) or ends with `/`".into(),
+                });
+            }
+        };
+        let folder = folder.to_string();
+        blocking(move || {
+            let mut listing = Listing::default();
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if is_missing(&e) => return Ok(listing),
+                Err(e) => return Err(io_err("cannot list", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_err("cannot list", &dir, e))?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let t = entry
+                    .file_type()
+                    .map_err(|e| io_err("cannot list", &entry.path(), e))?;
+                if t.is_dir() {
+                    let holds = holds_an_object(&entry.path())
+                        .map_err(|e| io_err("cannot list", &entry.path(), e))?;
+                    if holds && Key::new(name.clone()).is_ok() {
+                        listing.folders.push(format!("{folder}{name}/"));
+                    }
+                } else if t.is_file() && temp_target(&name).is_none() {
+                    let Ok(key) = Key::new(format!("{folder}{name}")) else {
+                        continue;
+                    };
+                    let len = entry
+                        .metadata()
+                        .map_err(|e| io_err("cannot stat", &entry.path(), e))?
+                        .len();
+                    listing.objects.push(ObjectMeta {
+                        key,
+                        size: len,
+                        metadata: Default::default(),
+                    });
+                }
+            }
+            listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+            listing.folders.sort();
+            Ok(listing)
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &Key, to: &Key) -> Result<(), StoreError> {
+        let (src, target) = (self.path_of(from), self.path_of(to));
+        let from = from.to_string();
+        blocking(move || {
+            match fs::metadata(&src) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => return Err(StoreError::NotFound { key: from }),
+                Err(e) if is_missing(&e) => return Err(StoreError::NotFound { key: from }),
+                Err(e) => return Err(io_err("cannot stat", &src, e)),
+            }
+            if src == target {
+                return Ok(());
+            }
+            match Staged::link(&src, &target) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if is_missing(&e) => return Err(StoreError::NotFound { key: from }),
+                Err(e) => return Err(io_err("cannot link", &target, e)),
+            }
+            let mut staged = Staged::new(&target)
+                .map_err(|e| io_err("cannot create a temp file for", &target, e))?;
+            let mut input = File::open(&src).map_err(|e| io_err("cannot open", &src, e))?;
+            io::copy(&mut input, staged.file())
+                .map_err(|e| io_err("cannot copy to", &target, e))?;
+            staged
+                .commit()
+                .map_err(|e| io_err("cannot commit", &target, e))
         })
         .await
     }

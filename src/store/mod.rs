@@ -12,10 +12,13 @@
 //! or an empty segment. Every store guarantees that a failed or cancelled `put_file` leaves no
 //! object and no open multipart upload behind, and that a reader never sees a partial object.
 
+mod choose;
 #[doc(hidden)]
 pub mod conformance;
 pub mod fs;
 pub mod s3;
+
+pub use choose::open;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
@@ -137,6 +140,35 @@ impl Debug for PutOptions {
     }
 }
 
+/// An object being downloaded: its size and metadata (known before the first byte), then its
+/// bytes in order. Dropping the stream cancels the download. Memory stays at one chunk.
+pub struct Download {
+    pub size: u64,
+    /// User metadata where the store keeps it (S3); empty otherwise.
+    pub metadata: BTreeMap<String, String>,
+    pub stream: futures::stream::BoxStream<'static, Result<Bytes, StoreError>>,
+}
+
+impl Debug for Download {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Download")
+            .field("size", &self.size)
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One level of a listing (`/` as the delimiter): the objects directly in a folder and the
+/// folders directly below it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Objects directly under the prefix, sorted by key.
+    pub objects: Vec<ObjectMeta>,
+    /// Sub-folders that hold at least one object, each the full prefix ending with `/`
+    /// (`git/acme/2026-11-24/`), sorted.
+    pub folders: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub key: Key,
@@ -215,13 +247,29 @@ pub trait Store: Send + Sync + Debug {
         self.put_source(key, &Source::file(path, size), opts).await
     }
 
+    /// The whole object in memory: for manifests, never for bundles.
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError>;
+
+    /// The object as a stream of chunks (bounded memory, no temp copy): how bundles are read
+    /// back. `NotFound` when it does not exist.
+    async fn get_stream(&self, key: &Key) -> Result<Download, StoreError>;
 
     /// `None` when the object does not exist.
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError>;
 
     /// Every object whose key starts with `prefix` (a plain string prefix), sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+
+    /// One level below `folder` (empty for the root, else ending with `/`): the objects in it
+    /// and its sub-folders. How date folders are found without listing every bundle.
+    async fn list_folder(&self, folder: &str) -> Result<Listing, StoreError>;
+
+    /// Copies `from` to `to` inside the store without the bytes passing through us (S3
+    /// CopyObject, UploadPartCopy for objects above 5 GiB; a hard link in a directory, or a
+    /// copy where a link is impossible). Atomic like a put: a reader of `to` sees the old
+    /// object or the whole copy. Metadata and content type are those of `from`.
+    /// `NotFound` when `from` does not exist.
+    async fn copy(&self, from: &Key, to: &Key) -> Result<(), StoreError>;
 
     /// Deleting a missing object is not an error.
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;

@@ -196,6 +196,8 @@ impl TestS3 {
     ) -> S3Store {
         let mut opts = S3Options {
             part_size: TEST_PART_SIZE,
+            // So the conformance suite's 12 MiB copy goes through UploadPartCopy.
+            max_single_copy: TEST_PART_SIZE,
             ..S3Options::new(self.bucket.clone())
         };
         tweak(&mut opts);
@@ -714,6 +716,7 @@ s3_impl! {
         list_objects(ListObjectsInput) -> ListObjectsOutput;
         list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
         upload_part(UploadPartInput) -> UploadPartOutput;
+        upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
         list_parts(ListPartsInput) -> ListPartsOutput;
     }
     custom {

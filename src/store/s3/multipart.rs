@@ -46,13 +46,7 @@ impl S3Store {
         })?;
         // From here on the upload must end completed or aborted. Errors and cancellation abort
         // below (awaited, so the caller can rely on it); the guard covers a dropped future.
-        let mut guard = AbortOnDrop {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            upload_id: upload_id.to_string(),
-            armed: true,
-        };
+        let mut guard = AbortOnDrop::new(self, key.as_str(), upload_id);
         let result = self
             .or_cancelled(
                 key,
@@ -66,7 +60,7 @@ impl S3Store {
         }
         // Disarmed only now: if this future is dropped while the abort above is in flight, the
         // guard still sends one.
-        guard.armed = false;
+        guard.disarm();
         result
     }
 
@@ -131,7 +125,7 @@ impl S3Store {
     }
 
     /// Aborting an upload that is already gone is success.
-    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+    pub(super) async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         match abort_upload(&self.client, &self.bucket, key, upload_id).await {
             Ok(()) => Ok(()),
             Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
@@ -212,12 +206,29 @@ async fn abort_upload(
 /// Aborts the upload from a spawned task if the upload future is dropped mid-way (the caller
 /// gave up, e.g. a timeout or `select!`). Needs a running runtime; without one the upload stays
 /// open until the next run's sweep.
-struct AbortOnDrop {
+pub(super) struct AbortOnDrop {
     client: Client,
     bucket: String,
     key: String,
     upload_id: String,
     armed: bool,
+}
+
+impl AbortOnDrop {
+    pub(super) fn new(store: &S3Store, key: &str, upload_id: &str) -> Self {
+        Self {
+            client: store.client.clone(),
+            bucket: store.bucket.clone(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            armed: true,
+        }
+    }
+
+    /// The upload ended (completed, or aborted by an awaited call).
+    pub(super) fn disarm(&mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for AbortOnDrop {
@@ -245,15 +256,15 @@ impl Drop for AbortOnDrop {
 
 /// One part of a multipart upload: S3 part numbers start at 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Part {
-    number: i32,
-    offset: u64,
-    len: u64,
+pub(super) struct Part {
+    pub(super) number: i32,
+    pub(super) offset: u64,
+    pub(super) len: u64,
 }
 
 /// How a file of `size` bytes is cut: equal parts (R2 requires that) except a shorter last one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PartPlan {
+pub(super) struct PartPlan {
     size: u64,
     part_size: u64,
     count: u64,
@@ -262,7 +273,7 @@ struct PartPlan {
 impl PartPlan {
     /// `max(wanted, 5 MiB, ceil(size / 10,000))` rounded up to a whole MiB, so the upload never
     /// needs more than 10,000 parts.
-    fn new(size: u64, wanted: u64) -> Result<Self, String> {
+    pub(super) fn new(size: u64, wanted: u64) -> Result<Self, String> {
         let part_size = wanted
             .max(MIN_PART_SIZE)
             .max(size.div_ceil(MAX_PARTS))
@@ -280,7 +291,7 @@ impl PartPlan {
         })
     }
 
-    fn parts(&self) -> impl Iterator<Item = Part> + use<> {
+    pub(super) fn parts(&self) -> impl Iterator<Item = Part> + use<> {
         let Self {
             size,
             part_size,

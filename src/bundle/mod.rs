@@ -31,6 +31,9 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+pub mod header;
+
+use self::header::HashAlgo;
 use git2::{ConfigLevel, ObjectType, Odb, Oid, PackBuilder, Repository, Revwalk};
 use sha2::{Digest, Sha256};
 
@@ -170,7 +173,8 @@ pub fn prepare(repo: &Path, out: &Path) -> Result<Option<(BundleInfo, BundleByte
         .map(|(name, oid)| (name.as_slice(), oid.to_string()))
         .collect();
     let head_hex = head.oid.map(|oid| oid.to_string());
-    let header = header(HashAlgo::Sha1, &header_refs, head_hex.as_deref()).map_err(repo_err)?;
+    let header =
+        header::encode(HashAlgo::Sha1, &header_refs, head_hex.as_deref()).map_err(repo_err)?;
 
     let (size, sha256, bytes) = match source {
         PackSource::Reuse(pack) => {
@@ -247,43 +251,6 @@ fn object_format(repo: &Path) -> String {
         })
         .map(|f| f.to_ascii_lowercase())
         .unwrap_or_else(|| "sha1".into())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HashAlgo {
-    Sha1,
-    #[allow(dead_code)] // written once libgit2 (and so this tool) can read sha256 repositories
-    Sha256,
-}
-
-/// The bundle header: signature, ref lines, the HEAD line, the empty line that ends it.
-/// v2 for SHA-1 (what every git since 1.5 reads); v3 with `@object-format=sha256` otherwise,
-/// because v2 has no way to name the hash and git would read the oids as SHA-1.
-fn header(algo: HashAlgo, refs: &[(&[u8], String)], head: Option<&str>) -> Result<Vec<u8>, String> {
-    let mut h = Vec::with_capacity(64 + refs.len() * 80);
-    match algo {
-        HashAlgo::Sha1 => h.extend_from_slice(b"# v2 git bundle\n"),
-        HashAlgo::Sha256 => h.extend_from_slice(b"# v3 git bundle\n@object-format=sha256\n"),
-    }
-    for (name, oid) in refs {
-        // git splits a ref line at the first space and ends it at the newline.
-        if name.is_empty() || name.iter().any(|&b| b == b'\n' || b == b' ' || b == 0) {
-            return Err(format!(
-                "ref name {:?} cannot be written into a bundle",
-                String::from_utf8_lossy(name)
-            ));
-        }
-        h.extend_from_slice(oid.as_bytes());
-        h.push(b' ');
-        h.extend_from_slice(name);
-        h.push(b'\n');
-    }
-    if let Some(oid) = head {
-        h.extend_from_slice(oid.as_bytes());
-        h.extend_from_slice(b" HEAD\n");
-    }
-    h.push(b'\n');
-    Ok(h)
 }
 
 struct Head {
@@ -574,51 +541,6 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const A: &str = "1111111111111111111111111111111111111111";
-    const B: &str = "2222222222222222222222222222222222222222";
-
-    #[test]
-    fn v2_header_lists_refs_then_head_then_blank_line() {
-        let refs = [
-            (b"refs/tags/v1".as_slice(), A.to_owned()),
-            ("refs/heads/ünïcode".as_bytes(), B.to_owned()),
-        ];
-        let h = header(HashAlgo::Sha1, &refs, Some(B)).unwrap();
-        let expected =
-            format!("# v2 git bundle\n{A} refs/tags/v1\n{B} refs/heads/ünïcode\n{B} HEAD\n\n");
-        assert_eq!(String::from_utf8(h).unwrap(), expected);
-    }
-
-    #[test]
-    fn header_without_head_has_no_head_line() {
-        let refs = [(b"refs/heads/x".as_slice(), A.to_owned())];
-        let h = header(HashAlgo::Sha1, &refs, None).unwrap();
-        assert_eq!(
-            h,
-            format!("# v2 git bundle\n{A} refs/heads/x\n\n").into_bytes()
-        );
-    }
-
-    #[test]
-    fn sha256_header_is_v3_with_object_format() {
-        let oid = "ab".repeat(32);
-        let refs = [(b"refs/heads/main".as_slice(), oid.clone())];
-        let h = header(HashAlgo::Sha256, &refs, Some(&oid)).unwrap();
-        assert_eq!(
-            String::from_utf8(h).unwrap(),
-            format!(
-                "# v3 git bundle\n@object-format=sha256\n{oid} refs/heads/main\n{oid} HEAD\n\n"
-            )
-        );
-    }
-
-    #[test]
-    fn header_rejects_names_that_would_break_the_format() {
-        for bad in [&b"refs/heads/a b"[..], b"refs/heads/a\nb", b""] {
-            assert!(header(HashAlgo::Sha1, &[(bad, A.to_owned())], None).is_err());
-        }
-    }
 
     #[test]
     fn pack_limits_reach_the_config_the_packbuilder_reads() {

@@ -1,161 +1,31 @@
-//! The subcommands: turn a parsed [`Cli`] into checked config, build the provider and store,
-//! run, and print what a person (or a log collector) needs to see.
+//! `git-offsite backup`: every source (owner) in turn, then metrics and the healthcheck.
 //!
-//! Human output goes to stderr (stdout is kept for data: `list --json`), and a backup always
-//! ends with a summary, also when repositories failed, so a log tail says what happened.
+//! A backup always ends with a summary, also when repositories failed, so a log tail says
+//! what happened.
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use std::time::Instant;
-
+use super::{bitbucket, consumer, env};
 use crate::backup::{Observer, Pipeline, Quiet, Report};
-use crate::healthcheck::Healthcheck;
-use crate::metrics::{self, OwnerRun, Pushgateway, RunMetrics};
-use crate::progress::Progress;
-use std::time::Duration;
-
-use clap::CommandFactory;
-
-use crate::cli::{BackupArgs, BitbucketArgs, Cli, Command, ListArgs, LogFormat, LoginArgs};
-use crate::config::{
-    self, BackupConfig, BitbucketEndpoints, ConfigError, ConsumerCredentials, CredentialRefs,
-    Destination, FileConfig, ReportSettings, Source, StoredCredentials,
-};
-use crate::credentials;
+use crate::cli::{BackupArgs, BitbucketArgs, LogFormat};
+use crate::config::{BackupConfig, ConfigError, FileConfig, ReportSettings, Source};
 use crate::error::Error;
+use crate::healthcheck::Healthcheck;
 use crate::layout::Layout;
 use crate::manifest::Status;
-use crate::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolicy};
-use crate::provider::{Provider, RemoteRepo};
+use crate::metrics::{self, OwnerRun, Pushgateway, RunMetrics};
+use crate::progress::Progress;
+use crate::provider::Provider;
 use crate::store::Store;
-use crate::store::fs::FsStore;
-use crate::store::s3::{S3Options, S3Store};
-
-/// Runs one command to its end. `cancel` fires on SIGINT/SIGTERM.
-pub async fn run(cli: Cli, file: FileConfig, cancel: CancellationToken) -> Result<(), Error> {
-    let format = log_format(&cli, &file);
-    let quiet = cli.global.quiet;
-    match cli.command {
-        Command::Backup(args) => backup(args, &file, format, quiet, cancel).await,
-        Command::List(args) => list(args, &file).await,
-        Command::Login(args) => login(args, &file).await,
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "git-offsite",
-                &mut std::io::stdout(),
-            );
-            Ok(())
-        }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map_err(|source| Error::Io {
-                context: "writing the man page".into(),
-                source,
-            }),
-    }
-}
-
-/// `--log-format`/`GIT_OFFSITE_LOG_FORMAT`, then the config file, then text.
-pub fn log_format(cli: &Cli, file: &FileConfig) -> LogFormat {
-    cli.global
-        .log_format
-        .unwrap_or(match file.log_format.as_deref() {
-            Some("json") => LogFormat::Json,
-            _ => LogFormat::Text,
-        })
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-/// The OAuth consumer: flags, secret file, env, the config file's references, the stored
-/// file, then (on a terminal) a prompt with an offer to store the answer.
-fn consumer(args: &BitbucketArgs, refs: &[CredentialRefs]) -> Result<ConsumerCredentials, Error> {
-    // The stored file is read only when everything else falls short, so a broken or
-    // too-readable credentials file does not get in the way of explicit settings.
-    match config::resolve_consumer(args, &env, refs, &StoredCredentials::default()) {
-        Ok(Some(c)) => return Ok(c),
-        Ok(None) | Err(ConfigError::MissingCredentials { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let path = credentials::default_path(&env);
-    let stored = match &path {
-        Some(p) => credentials::load(p)?,
-        None => StoredCredentials::default(),
-    };
-    if let Some(c) = config::resolve_consumer(args, &env, refs, &stored)? {
-        return Ok(c);
-    }
-    if !credentials::interactive() {
-        return Err(ConfigError::MissingCredentials {
-            missing: "key and secret",
-        }
-        .into());
-    }
-    let creds = credentials::prompt_consumer()?;
-    if let Some(p) = &path
-        && credentials::confirm(&format!("Store them in {} (mode 0600)?", p.display()))
-    {
-        credentials::save(p, &creds)?;
-        eprintln!("Stored in {}.", p.display());
-    }
-    Ok(creds)
-}
-
-fn bitbucket(
-    endpoints: &BitbucketEndpoints,
-    retry: (u32, Duration),
-    creds: ConsumerCredentials,
-) -> Result<BitbucketProvider, Error> {
-    let (retries, delay) = retry;
-    Ok(BitbucketProvider::new(BitbucketOptions {
-        api_url: endpoints.api_url.clone(),
-        token_url: endpoints.token_url.clone(),
-        consumer_key: creds.key,
-        consumer_secret: creds.secret,
-        // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.
-        retry: RetryPolicy {
-            max_attempts: retries + 4,
-            base_delay: delay,
-            max_delay: delay.saturating_mul(30),
-        },
-        user_agent: crate::TOOL.to_string(),
-    })?)
-}
-
-async fn open_store(
-    cfg: &BackupConfig,
-    cancel: &CancellationToken,
-) -> Result<Arc<dyn Store>, Error> {
-    Ok(match &cfg.dest {
-        Destination::Local(dir) => Arc::new(FsStore::new(dir.clone())),
-        Destination::S3 { bucket, .. } => Arc::new(
-            S3Store::from_env(
-                S3Options {
-                    bucket: bucket.clone(),
-                    endpoint: cfg.s3.endpoint.clone(),
-                    virtual_hosted: cfg.s3.virtual_hosted,
-                    part_size: cfg.s3.part_size,
-                    parts_in_flight: cfg.s3.parts_in_flight,
-                    region: cfg.s3.region.clone(),
-                },
-                cancel.clone(),
-            )
-            .await?,
-        ),
-    })
-}
 
 /// Backs up every source (owner) in turn. One owner failing does not stop the next: each has
 /// its own manifest, and the exit code reports the worst outcome. Metrics and the
 /// healthcheck ping come last, also after an interruption, so monitoring sees every run.
-async fn backup(
+pub(super) async fn run(
     args: BackupArgs,
     file: &FileConfig,
     format: LogFormat,
@@ -163,7 +33,7 @@ async fn backup(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let cfg = BackupConfig::new(&args, file, &env)?;
-    let store = open_store(&cfg, &cancel).await?;
+    let store = crate::store::open(&cfg.dest, &cfg.s3, &cancel).await?;
     let healthcheck = match (&cfg.report.healthcheck_url, cfg.dry_run) {
         (Some(url), false) => Some(
             Healthcheck::new(url.as_str())
@@ -468,113 +338,4 @@ fn print_summary(report: &Report, format: LogFormat) {
         bytesize::ByteSize::b(rate as u64).display().iec(),
         report.manifest_location,
     );
-}
-
-async fn list(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
-    let sources = config::sources(args.owner.as_deref(), &args.filter, file)?;
-    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
-    let retry = config::retry_settings(&args.retry, file)?;
-    let mut repos: Vec<RemoteRepo> = Vec::new();
-    for source in &sources {
-        let provider = bitbucket(
-            &endpoints,
-            retry,
-            consumer(&args.bitbucket, &source.credentials)?,
-        )?;
-        repos.extend(
-            provider
-                .list_repos(&source.owner)
-                .await?
-                .into_iter()
-                .filter(|r| source.filter.matches(&r.slug)),
-        );
-    }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let _ = serde_json::to_writer_pretty(&mut out, &repos);
-        let _ = writeln!(out);
-        return Ok(());
-    }
-    // One owner: slugs; several: full names, so rows stay unambiguous.
-    let name = |r: &RemoteRepo| {
-        if sources.len() > 1 {
-            r.full_name.clone()
-        } else {
-            r.slug.clone()
-        }
-    };
-    let width = repos
-        .iter()
-        .map(|r| name(r).len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let _ = writeln!(
-        out,
-        "{:<width$}  {:>10}  {:<25}  DEFAULT BRANCH",
-        "SLUG", "SIZE", "UPDATED"
-    );
-    for r in &repos {
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:>10}  {:<25}  {}",
-            name(r),
-            r.size
-                .map(|b| bytesize::ByteSize::b(b).display().iec().to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.updated_on.as_deref().unwrap_or("-"),
-            r.default_branch.as_deref().unwrap_or("(empty)"),
-        );
-    }
-    eprintln!("{} repositories", repos.len());
-    Ok(())
-}
-
-async fn login(args: LoginArgs, file: &FileConfig) -> Result<(), Error> {
-    if let Some(o) = &args.owner {
-        config::check_owner(o)?;
-    }
-    // `login` asks even when a stored file exists: replacing it is what it is for. Flags, env
-    // and the config file's references still win so it can run in scripts.
-    let refs = [file.bitbucket.credentials(file.base_dir())];
-    let creds = match config::resolve_consumer(
-        &args.bitbucket,
-        &env,
-        &refs,
-        &StoredCredentials::default(),
-    )? {
-        Some(c) => c,
-        None if credentials::interactive() => credentials::prompt_consumer()?,
-        None => {
-            return Err(ConfigError::MissingCredentials {
-                missing: "key and secret",
-            }
-            .into());
-        }
-    };
-    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
-    let provider = bitbucket(
-        &endpoints,
-        config::retry_settings(&Default::default(), file)?,
-        creds.clone(),
-    )?;
-    eprintln!("Checking the consumer against {} …", endpoints.token_url);
-    if let Err(e) = provider.check_login(args.owner.as_deref()).await {
-        eprintln!(
-            "If the consumer has not been authorised yet, open this URL while logged in to Bitbucket \
-             and grant access:\n  {}",
-            provider.consent_url()
-        );
-        return Err(e.into());
-    }
-    match &args.owner {
-        Some(o) => eprintln!("OK: the consumer can read workspace `{o}`."),
-        None => eprintln!("OK: the consumer key and secret are valid."),
-    }
-    let path = credentials::default_path(&env).ok_or_else(|| {
-        ConfigError::Other("cannot find a config directory: set XDG_CONFIG_HOME or HOME".into())
-    })?;
-    credentials::save(&path, &creds)?;
-    eprintln!("Stored in {} (mode 0600).", path.display());
-    Ok(())
 }

@@ -1,0 +1,69 @@
+//! `git-offsite list`: what `backup` would back up.
+
+use std::io::Write;
+
+use super::{bitbucket, consumer};
+use crate::cli::ListArgs;
+use crate::config::{self, BitbucketEndpoints, FileConfig};
+use crate::error::Error;
+use crate::provider::{Provider, RemoteRepo};
+
+pub(super) async fn run(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
+    let sources = config::sources(args.owner.as_deref(), &args.filter, file)?;
+    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
+    let retry = config::retry_settings(&args.retry, file)?;
+    let mut repos: Vec<RemoteRepo> = Vec::new();
+    for source in &sources {
+        let provider = bitbucket(
+            &endpoints,
+            retry,
+            consumer(&args.bitbucket, &source.credentials)?,
+        )?;
+        repos.extend(
+            provider
+                .list_repos(&source.owner)
+                .await?
+                .into_iter()
+                .filter(|r| source.filter.matches(&r.slug)),
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let _ = serde_json::to_writer_pretty(&mut out, &repos);
+        let _ = writeln!(out);
+        return Ok(());
+    }
+    // One owner: slugs; several: full names, so rows stay unambiguous.
+    let name = |r: &RemoteRepo| {
+        if sources.len() > 1 {
+            r.full_name.clone()
+        } else {
+            r.slug.clone()
+        }
+    };
+    let width = repos
+        .iter()
+        .map(|r| name(r).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>10}  {:<25}  DEFAULT BRANCH",
+        "SLUG", "SIZE", "UPDATED"
+    );
+    for r in &repos {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>10}  {:<25}  {}",
+            name(r),
+            r.size
+                .map(|b| bytesize::ByteSize::b(b).display().iec().to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.updated_on.as_deref().unwrap_or("-"),
+            r.default_branch.as_deref().unwrap_or("(empty)"),
+        );
+    }
+    eprintln!("{} repositories", repos.len());
+    Ok(())
+}

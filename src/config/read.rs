@@ -1,0 +1,223 @@
+//! Checked settings of the commands that read backups back: `snapshots`, `verify`, `restore`.
+//!
+//! They address a destination exactly as `backup` does (same `--dest`, owner, S3 options and
+//! config file), so whatever wrote a backup can read it.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use super::{ConfigError, Destination, FileConfig, RepoFilter, S3Settings, check_owner, invalid};
+use crate::cli::{ReadArgs, RestoreArgs, VerifyArgs};
+
+/// The destination and owner to read.
+#[derive(Debug, Clone)]
+pub struct ReadConfig {
+    pub owner: String,
+    pub dest: Destination,
+    pub s3: S3Settings,
+}
+
+impl ReadConfig {
+    pub fn new(
+        args: &ReadArgs,
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let owner = match (&args.owner, file.sources.as_slice()) {
+            (Some(o), _) => o.clone(),
+            (None, [only]) => only.owner.clone(),
+            (None, []) => {
+                return Err(ConfigError::Other(
+                    "no --owner given: pass --owner WORKSPACE".into(),
+                ));
+            }
+            (None, _) => {
+                return Err(ConfigError::Other(
+                    "the config file lists several owners: pass --owner WORKSPACE to pick one"
+                        .into(),
+                ));
+            }
+        };
+        check_owner(&owner)?;
+        let dest = args
+            .dest
+            .as_deref()
+            .or(file.dest.as_deref())
+            .unwrap_or("./backup");
+        Ok(Self {
+            owner,
+            dest: Destination::parse(dest)?,
+            s3: S3Settings::new(&args.s3, file, env)?,
+        })
+    }
+}
+
+/// Which snapshot(s) a command reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateChoice {
+    /// The newest complete snapshot (for `restore`: the newest holding the repository).
+    Latest,
+    /// Every complete snapshot.
+    All,
+    Date(NaiveDate),
+}
+
+impl DateChoice {
+    pub fn parse(s: Option<&str>, all_allowed: bool) -> Result<Self, ConfigError> {
+        match s {
+            None | Some("latest") => Ok(DateChoice::Latest),
+            Some("all") if all_allowed => Ok(DateChoice::All),
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .ok()
+                .filter(|p| p.format("%Y-%m-%d").to_string() == d)
+                .map(DateChoice::Date)
+                .ok_or_else(|| {
+                    invalid(
+                        "--date",
+                        d,
+                        if all_allowed {
+                            "expected YYYY-MM-DD, `latest` or `all`"
+                        } else {
+                            "expected YYYY-MM-DD or `latest`"
+                        },
+                    )
+                }),
+        }
+    }
+}
+
+/// How much `verify` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VerifyLevel {
+    /// Existence, size and `sha256` metadata: no download.
+    Quick,
+    /// Download: size, SHA-256, header refs.
+    Standard,
+    /// Also index the pack and walk every object.
+    Deep,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub read: ReadConfig,
+    pub date: DateChoice,
+    pub repos: RepoFilter,
+    pub jobs: usize,
+    pub level: VerifyLevel,
+    pub json: bool,
+    /// Parent of the `--deep` temp repositories.
+    pub tmp_dir: PathBuf,
+}
+
+impl VerifyConfig {
+    pub fn new(
+        args: &VerifyArgs,
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            read: ReadConfig::new(&args.read, file, env)?,
+            date: DateChoice::parse(args.date.as_deref(), true)?,
+            repos: RepoFilter::from_globs(&args.repo, &[])?,
+            jobs: jobs(args.jobs, file)?,
+            level: match (args.quick, args.deep) {
+                (true, _) => VerifyLevel::Quick,
+                (_, true) => VerifyLevel::Deep,
+                _ => VerifyLevel::Standard,
+            },
+            json: args.json,
+            tmp_dir: tmp_dir(file, env),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    pub read: ReadConfig,
+    pub date: DateChoice,
+    /// `None` with `--all`.
+    pub repo: Option<String>,
+    /// `None` with only `--push-to`: the restore goes to a temp dir that is removed after.
+    pub to: Option<PathBuf>,
+    pub bare: bool,
+    pub jobs: usize,
+    pub push_to: Option<url::Url>,
+    pub tmp_dir: PathBuf,
+}
+
+impl RestoreConfig {
+    pub fn new(
+        args: &RestoreArgs,
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let push_to = args
+            .push_to
+            .as_deref()
+            .map(|u| {
+                let url = url::Url::parse(u).map_err(|e| invalid("--push-to", u, e))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(invalid("--push-to", u, "expected an http(s) URL"));
+                }
+                if url.password().is_some() {
+                    return Err(invalid(
+                        "--push-to",
+                        "(a URL with a password)",
+                        "put no password in the URL (argv is visible to other users): \
+                         set GIT_OFFSITE_PUSH_USERNAME and GIT_OFFSITE_PUSH_PASSWORD",
+                    ));
+                }
+                Ok(url)
+            })
+            .transpose()?;
+        Ok(Self {
+            read: ReadConfig::new(&args.read, file, env)?,
+            date: DateChoice::parse(args.date.as_deref(), false)?,
+            repo: args.repo.clone(),
+            to: args.to.clone(),
+            bare: args.bare,
+            jobs: jobs(args.jobs, file)?,
+            push_to,
+            tmp_dir: tmp_dir(file, env),
+        })
+    }
+}
+
+fn jobs(flag: Option<usize>, file: &FileConfig) -> Result<usize, ConfigError> {
+    let jobs = flag.or(file.jobs).unwrap_or(4);
+    if jobs == 0 {
+        return Err(invalid("--jobs", "0", "must be at least 1"));
+    }
+    Ok(jobs)
+}
+
+fn tmp_dir(file: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    env("GIT_OFFSITE_TMP_DIR")
+        .map(PathBuf::from)
+        .or_else(|| file.tmp_dir.as_deref().map(|p| file.resolve(p)))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_with_latest_and_all() {
+        assert_eq!(DateChoice::parse(None, true).unwrap(), DateChoice::Latest);
+        assert_eq!(
+            DateChoice::parse(Some("all"), true).unwrap(),
+            DateChoice::All
+        );
+        assert!(DateChoice::parse(Some("all"), false).is_err());
+        assert_eq!(
+            DateChoice::parse(Some("2026-11-24"), false).unwrap(),
+            DateChoice::Date(NaiveDate::from_ymd_opt(2026, 11, 24).unwrap())
+        );
+        let e = DateChoice::parse(Some("yesterday"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--date") && e.contains("latest"), "{e}");
+    }
+}

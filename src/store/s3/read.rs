@@ -1,0 +1,110 @@
+//! Reading back: streamed downloads and one-level listings (`/` as the delimiter).
+
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use futures::StreamExt;
+
+use super::S3Store;
+use super::errors::chain;
+use crate::store::{Download, Key, Listing, ObjectMeta, StoreError};
+
+impl S3Store {
+    pub(super) async fn download(&self, key: &Key) -> Result<Download, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_)))
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                return Err(StoreError::NotFound {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(self.error("GetObject", Some(key.as_str()), e)),
+        };
+        let size = out
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        let metadata = out
+            .metadata()
+            .map(|m| m.clone().into_iter().collect())
+            .unwrap_or_default();
+        let target = self.target(Some(key.as_str()));
+        // One chunk at a time, as the SDK reads them off the connection; nothing is buffered
+        // beyond what the consumer has not taken yet.
+        let stream = futures::stream::unfold(Some(out.body), move |body| {
+            let target = target.clone();
+            async move {
+                let mut body = body?;
+                match body.next().await? {
+                    Ok(bytes) => Some((Ok(bytes), Some(body))),
+                    Err(e) => Some((
+                        Err(StoreError::Request {
+                            op: "GetObject",
+                            key: target,
+                            message: format!("reading the body: {}", chain(&e)),
+                        }),
+                        None,
+                    )),
+                }
+            }
+        });
+        Ok(Download {
+            size,
+            metadata,
+            stream: stream.boxed(),
+        })
+    }
+
+    pub(super) async fn list_one_level(&self, folder: &str) -> Result<Listing, StoreError> {
+        if !(folder.is_empty() || folder.ends_with('/')) {
+            return Err(StoreError::InvalidKey {
+                key: folder.to_string(),
+                reason: "a folder is empty (the root) or ends with `/`".into(),
+            });
+        }
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .delimiter("/")
+            .set_prefix((!folder.is_empty()).then(|| folder.to_string()))
+            .into_paginator()
+            .send();
+        let mut listing = Listing::default();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", Some(folder), e))?;
+            for object in page.contents() {
+                let Some(key) = object.key().and_then(|k| Key::new(k).ok()) else {
+                    continue;
+                };
+                listing.objects.push(ObjectMeta {
+                    key,
+                    size: object
+                        .size()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .unwrap_or(0),
+                    metadata: Default::default(),
+                });
+            }
+            for p in page.common_prefixes() {
+                if let Some(p) = p.prefix()
+                    && p.len() > folder.len()
+                {
+                    listing.folders.push(p.to_string());
+                }
+            }
+        }
+        listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        listing.folders.sort();
+        listing.folders.dedup();
+        Ok(listing)
+    }
+}
