@@ -32,6 +32,8 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub mod header;
+pub mod read;
+pub mod walk;
 
 use self::header::HashAlgo;
 use git2::{ConfigLevel, ObjectType, Odb, Oid, PackBuilder, Repository, Revwalk};
