@@ -424,14 +424,16 @@ fn largest_first(mut repos: Vec<RemoteRepo>) -> Vec<RemoteRepo> {
 
 /// Runs blocking git work off the async threads. A panic inside becomes this repository's
 /// error instead of taking the run down.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| format!("internal error: {e}"))
 }
 
 /// A temp dir only we can read (0700): a mirror is a full copy of private source code.
-fn make_private_tempdir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
+pub(crate) fn make_private_tempdir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
     std::fs::create_dir_all(parent)?;
     let mut b = tempfile::Builder::new();
     b.prefix("git-offsite-");

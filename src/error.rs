@@ -8,7 +8,9 @@
 
 use crate::config::ConfigError;
 use crate::provider::ProviderError;
+use crate::restore::RestoreError;
 use crate::store::StoreError;
+use crate::verify::VerifyError;
 
 /// Exit codes of the CLI contract.
 pub mod exit {
@@ -49,6 +51,20 @@ pub enum Error {
     },
     #[error("interrupted: in-flight uploads were aborted and no manifest was written for this run")]
     Interrupted,
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// Some repositories failed `verify` or `restore`; the message names them.
+    #[error("{} of {total} repositories {what}: {}", failed.len(), failed.join(", "))]
+    Failed {
+        what: &'static str,
+        failed: Vec<String>,
+        total: usize,
+    },
+    /// A read command (verify, restore) stopped by a signal; `cleanup` says what was undone.
+    #[error("interrupted: {cleanup}")]
+    Stopped { cleanup: &'static str },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -66,7 +82,21 @@ impl Error {
             Error::Provider(e) => e.exit_code(),
             Error::Store(_) => exit::DESTINATION,
             Error::Partial { .. } => exit::PARTIAL,
-            Error::Interrupted => exit::INTERRUPTED,
+            Error::Interrupted | Error::Stopped { .. } => exit::INTERRUPTED,
+            Error::Verify(VerifyError::Store(_)) => exit::DESTINATION,
+            Error::Verify(_) => exit::USAGE,
+            Error::Restore(e) => match e {
+                RestoreError::Store(_) => exit::DESTINATION,
+                RestoreError::NoSuchDate { .. }
+                | RestoreError::NoSnapshotWith { .. }
+                | RestoreError::NoSnapshot { .. }
+                | RestoreError::NotInSnapshot { .. }
+                | RestoreError::NoBundle { .. }
+                | RestoreError::BadTarget { .. } => exit::USAGE,
+                RestoreError::Cancelled => exit::INTERRUPTED,
+                _ => exit::PARTIAL,
+            },
+            Error::Failed { .. } => exit::PARTIAL,
             Error::Io { .. } | Error::Internal(_) => exit::INTERNAL,
         }
     }

@@ -22,8 +22,10 @@ pub mod metrics;
 pub mod mirror;
 pub mod progress;
 pub mod provider;
+pub mod restore;
 pub mod secret;
 pub mod store;
+pub mod verify;
 
 pub use error::Error;
 

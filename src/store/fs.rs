@@ -348,6 +348,11 @@ impl Store for FsStore {
         self.root.display().to_string()
     }
 
+    /// No sidecar files: see the module doc.
+    fn keeps_metadata(&self) -> bool {
+        false
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         let root = self.root.clone();
         blocking(move || {

@@ -218,6 +218,12 @@ pub trait Store: Send + Sync + Debug {
     /// Where this store writes, for messages: `s3://bucket` or a directory path.
     fn location(&self) -> String;
 
+    /// Whether [`PutOptions::metadata`] is kept and read back by `head` and `get_stream`
+    /// (S3: yes; a local directory: no). `verify --quick` can only check a hash where it is.
+    fn keeps_metadata(&self) -> bool {
+        true
+    }
+
     /// Fails fast when the destination is missing, unreachable or refuses us, before any
     /// repository is cloned.
     async fn check(&self) -> Result<(), StoreError>;
