@@ -170,6 +170,16 @@ pub fn check_target(dir: &Path) -> Result<(), RestoreError> {
     }
 }
 
+/// Whether a slug from a manifest (untrusted) can name a directory of its own under
+/// `restore --all`'s target: one plain path component.
+pub fn is_safe_dir_name(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug != "."
+        && slug != ".."
+        && !slug.contains(['/', '\\'])
+        && !slug.chars().any(char::is_control)
+}
+
 /// What a restore produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {

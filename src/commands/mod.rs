@@ -12,6 +12,7 @@ mod restore;
 mod snapshots;
 mod verify;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::CommandFactory;
@@ -19,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BitbucketArgs, Cli, Command, LogFormat};
 use crate::config::{
-    self, BitbucketEndpoints, ConfigError, ConsumerCredentials, CredentialRefs, FileConfig,
-    StoredCredentials,
+    self, BitbucketEndpoints, ConfigError, ConsumerCredentials, CredentialRefs, Destination,
+    FileConfig, ReadConfig, StoredCredentials,
 };
 use crate::credentials;
 use crate::error::Error;
 use crate::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolicy};
+use crate::store::{Store, StoreError};
 
 /// Runs one command to its end. `cancel` fires on SIGINT/SIGTERM.
 pub async fn run(cli: Cli, file: FileConfig, cancel: CancellationToken) -> Result<(), Error> {
@@ -125,4 +127,24 @@ pub(crate) fn bitbucket(
         },
         user_agent: crate::TOOL.to_string(),
     })?)
+}
+
+/// The store a read command (`verify`, `restore`) reads from. Unlike `backup`, which creates
+/// a missing local directory, a reader must not: a directory that is not there is a
+/// destination that cannot be read (exit 4), not an empty backup.
+pub(crate) async fn open_to_read(
+    cfg: &ReadConfig,
+    cancel: &CancellationToken,
+) -> Result<Arc<dyn Store>, Error> {
+    if let Destination::Local(dir) = &cfg.dest
+        && !dir.is_dir()
+    {
+        return Err(StoreError::Io {
+            context: "cannot read the destination",
+            path: dir.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        }
+        .into());
+    }
+    Ok(crate::store::open(&cfg.dest, &cfg.s3, cancel).await?)
 }

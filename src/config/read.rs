@@ -9,6 +9,8 @@ use chrono::NaiveDate;
 
 use super::{ConfigError, Destination, FileConfig, RepoFilter, S3Settings, check_owner, invalid};
 use crate::cli::{ReadArgs, RestoreArgs, VerifyArgs};
+use crate::restore::push::PushAuth;
+use crate::secret::Secret;
 
 /// The destination and owner to read.
 #[derive(Debug, Clone)]
@@ -143,6 +145,8 @@ pub struct RestoreConfig {
     pub bare: bool,
     pub jobs: usize,
     pub push_to: Option<url::Url>,
+    /// `GIT_OFFSITE_PUSH_USERNAME` / `GIT_OFFSITE_PUSH_PASSWORD`, for `push_to`.
+    pub push_auth: PushAuth,
     pub tmp_dir: PathBuf,
 }
 
@@ -179,6 +183,12 @@ impl RestoreConfig {
             bare: args.bare,
             jobs: jobs(args.jobs, file)?,
             push_to,
+            push_auth: PushAuth {
+                username: env("GIT_OFFSITE_PUSH_USERNAME").filter(|u| !u.is_empty()),
+                password: env("GIT_OFFSITE_PUSH_PASSWORD")
+                    .filter(|p| !p.is_empty())
+                    .map(Secret::new),
+            },
             tmp_dir: tmp_dir(file, env),
         })
     }

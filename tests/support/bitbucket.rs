@@ -12,6 +12,10 @@
 //! protocol v0/v1/v2, gzip request bodies and chunked uploads behave as they do in production
 //! git servers; the emulator only adds Bitbucket's authentication in front and streams the CGI
 //! output both ways (a benchmark serves a 500 MiB pack).
+//!
+//! Listed repositories are read-only, as they are for an OAuth read token. For `restore
+//! --push-to` tests, [`Emulator::add_push_target`] adds an empty repository that accepts
+//! `git-receive-pack` from one HTTP Basic user and password, and nothing else.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::IntoFuture;
@@ -193,6 +197,8 @@ pub struct Stats {
     pub server_errors: u64,
     /// Most git requests in flight at once (a request ends when its body has been streamed).
     pub max_concurrent_git: u64,
+    /// Authenticated requests to push targets (`git-receive-pack`).
+    pub push_requests: u64,
 }
 
 /// A running emulator; see the module docs. Dropping it stops the server, kills running
@@ -374,6 +380,41 @@ impl Emulator {
             .insert((workspace.to_owned(), slug.to_owned()), status);
     }
 
+    /// An empty bare repository at `<workspace>/<slug>.git` that accepts pushes over smart
+    /// HTTP (`git-receive-pack`, through `git http-backend`) from HTTP Basic
+    /// `username:password` only, as a new Bitbucket repository does for an API token or app
+    /// password. Not listed by the API; clones of it are refused. Returns its path on disk.
+    pub fn add_push_target(
+        &self,
+        workspace: &str,
+        slug: &str,
+        username: &str,
+        password: &str,
+    ) -> PathBuf {
+        let dir = self.shared.root.join("repos").join(workspace);
+        std::fs::create_dir_all(&dir).expect("workspace dir");
+        let path = dir.join(format!("{slug}.git"));
+        let out = git_output(
+            &dir,
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                path.to_str().expect("UTF-8 path"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "git init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.shared.lock().push_targets.insert(
+            (workspace.to_owned(), slug.to_owned()),
+            (username.to_owned(), password.to_owned()),
+        );
+        path
+    }
+
     /// Expires every access token issued so far (refresh tokens stay valid).
     pub fn expire_tokens(&self) {
         let now = Instant::now();
@@ -424,6 +465,7 @@ impl Emulator {
             unauthorized: get(&c.unauthorized),
             server_errors: get(&c.server_errors),
             max_concurrent_git: get(&c.max_concurrent_git),
+            push_requests: get(&c.push_requests),
         }
     }
 }
@@ -464,6 +506,7 @@ struct Counters {
     server_errors: AtomicU64,
     git_in_flight: AtomicU64,
     max_concurrent_git: AtomicU64,
+    push_requests: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -479,6 +522,8 @@ struct Inner {
     workspaces: BTreeMap<String, Workspace>,
     faults: HashMap<Route, VecDeque<Fault>>,
     failed_repos: HashMap<(String, String), u16>,
+    /// `(workspace, slug)` → Basic credentials of an empty repository that accepts pushes.
+    push_targets: HashMap<(String, String), (String, String)>,
     seq: u64,
 }
 
@@ -645,6 +690,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/2.0/repositories/{workspace}/", get(list_repos))
         .route("/{workspace}/{repo}/info/refs", get(info_refs))
         .route("/{workspace}/{repo}/git-upload-pack", post(upload_pack))
+        .route("/{workspace}/{repo}/git-receive-pack", post(receive_pack))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -1003,6 +1049,26 @@ async fn upload_pack(
     .await
 }
 
+/// `POST /{ws}/{repo}/git-receive-pack`: pushes, accepted only by push targets.
+async fn receive_pack(
+    State(s): St,
+    UrlPath((workspace, repo)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve_git(
+        s,
+        workspace,
+        repo,
+        "git-receive-pack",
+        query,
+        headers,
+        Some(body),
+    )
+    .await
+}
+
 /// Counts a git request in flight from arrival until its response body is done.
 struct InFlight(Arc<Shared>);
 
@@ -1045,6 +1111,30 @@ async fn serve_git(
     if let Some(resp) = s.fault(&routes, Kind::Git).await {
         return resp;
     }
+    let query = query.unwrap_or_default();
+    let service = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.into_owned());
+    let push_target = s
+        .lock()
+        .push_targets
+        .get(&(workspace.clone(), slug.clone()))
+        .cloned();
+    if let Some((user, password)) = push_target {
+        return serve_push(
+            s,
+            &workspace,
+            &slug,
+            tail,
+            &query,
+            service.as_deref(),
+            &headers,
+            body,
+            guard,
+            (&user, &password),
+        )
+        .await;
+    }
     // OAuth access tokens go over git as Basic `x-token-auth:<token>` only (NOTES §1).
     let authorised = match basic_auth(&headers) {
         Some((user, token)) if user == GIT_TOKEN_USER => {
@@ -1061,16 +1151,12 @@ async fn serve_git(
         );
         return resp;
     }
-    let query = query.unwrap_or_default();
-    if tail == "info/refs" {
-        let service = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "service")
-            .map(|(_, v)| v.into_owned());
-        // Read-only emulator: no push, and no dumb-HTTP fallback (bitbucket.org has neither
-        // for an OAuth read token).
-        if service.as_deref() != Some("git-upload-pack") {
-            return s.error(Kind::Git, StatusCode::FORBIDDEN);
-        }
+    // Read-only for listed repositories: no push, and no dumb-HTTP fallback (bitbucket.org
+    // has neither for an OAuth read token).
+    if (tail == "info/refs" && service.as_deref() != Some("git-upload-pack"))
+        || tail == "git-receive-pack"
+    {
+        return s.error(Kind::Git, StatusCode::FORBIDDEN);
     }
     let failed = {
         let inner = s.lock();
@@ -1096,6 +1182,48 @@ async fn serve_git(
     let path_info = format!("/{workspace}/{slug}.git/{tail}");
     let method = if body.is_some() { "POST" } else { "GET" };
     match run_cgi(&s, &path_info, method, &query, &headers, body, guard).await {
+        Ok(resp) => resp,
+        Err(message) => {
+            bump(&s.counters.server_errors);
+            text(StatusCode::INTERNAL_SERVER_ERROR, &message)
+        }
+    }
+}
+
+/// A push target: Basic `user:password` or 401, then `git-receive-pack` only.
+#[allow(clippy::too_many_arguments)]
+async fn serve_push(
+    s: Arc<Shared>,
+    workspace: &str,
+    slug: &str,
+    tail: &str,
+    query: &str,
+    service: Option<&str>,
+    headers: &HeaderMap,
+    body: Option<Body>,
+    guard: InFlight,
+    (user, password): (&str, &str),
+) -> Response {
+    if basic_auth(headers).is_none_or(|(u, p)| u != user || p != password) {
+        bump(&s.counters.unauthorized);
+        let mut resp = text(StatusCode::UNAUTHORIZED, GIT_DENIED);
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(GIT_REALM),
+        );
+        return resp;
+    }
+    let receive = match tail {
+        "info/refs" => service == Some("git-receive-pack"),
+        t => t == "git-receive-pack",
+    };
+    if !receive {
+        return s.error(Kind::Git, StatusCode::FORBIDDEN);
+    }
+    bump(&s.counters.push_requests);
+    let path_info = format!("/{workspace}/{slug}.git/{tail}");
+    let method = if body.is_some() { "POST" } else { "GET" };
+    match run_cgi(&s, &path_info, method, query, headers, body, guard).await {
         Ok(resp) => resp,
         Err(message) => {
             bump(&s.counters.server_errors);

@@ -340,6 +340,26 @@ impl TestS3 {
         out.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
+    /// Writes `key` directly (not counted, no faults), with user metadata: for tests that
+    /// damage a stored object on purpose.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, metadata: &[(&str, &str)]) {
+        let mut req = self
+            .helper
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes));
+        for (k, v) in metadata {
+            req = req.metadata(*k, *v);
+        }
+        req.send().await.unwrap_or_else(|e| {
+            panic!(
+                "PutObject {key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        });
+    }
+
     /// User metadata (`x-amz-meta-*`) of `key`.
     pub async fn metadata(&self, key: &str) -> HashMap<String, String> {
         let out = self
