@@ -133,7 +133,14 @@ pub async fn select(
                     available: dates.iter().map(|d| d.to_string()).collect(),
                 });
             }
-            Ok(vec![(date, catalog::manifest(store, owner, date).await?)])
+            // Named explicitly, a folder without a manifest is a failure, not a skip.
+            let state = match catalog::manifest(store, owner, date).await? {
+                ManifestState::Missing => ManifestState::Unreadable(format!(
+                    "no manifest: the backup of {date} did not finish (interrupted or still running)"
+                )),
+                state => state,
+            };
+            Ok(vec![(date, state)])
         }
         DateChoice::All => {
             let mut out = Vec::new();
@@ -266,7 +273,7 @@ impl Verifier<'_> {
         }
         let (key, size, sha256) = bundle_fields(self.owner, entry)?;
         let from = match self.owner.parse_bundle_key(key.as_str()) {
-            Some((d, _)) if d != date => format!(" (the bundle of {d})"),
+            Some((d, _)) if d != date => format!(" (a reference to the bundle of {d})"),
             _ => String::new(),
         };
         let detail = match self.level {
@@ -392,12 +399,12 @@ impl Verifier<'_> {
         })
         .await??;
         Ok(format!(
-            "{}; {} commits, {} trees, {} blobs, {} tags, all present",
+            "{}; {}, {}, {}, {}, all present",
             matched(&v),
-            walked.commits,
-            walked.trees,
-            walked.blobs,
-            walked.tags
+            count(walked.commits, "commit"),
+            count(walked.trees, "tree"),
+            count(walked.blobs, "blob"),
+            count(walked.tags, "tag"),
         ))
     }
 }
@@ -431,10 +438,19 @@ pub(crate) fn bundle_fields<'e>(
 
 fn matched(v: &Verified) -> String {
     format!(
-        "{}: SHA-256 and {} refs match",
+        "{}: SHA-256 and {} match",
         human(v.size),
-        v.header.refs.len()
+        count(v.header.refs.len() as u64, "ref")
     )
+}
+
+/// `1 ref`, `3 refs`.
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// Every ref of the header, and its HEAD line, as `(name, oid)`.

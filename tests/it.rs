@@ -10,4 +10,6 @@ mod infra;
 mod mirror;
 mod observe;
 mod provider;
+mod restore;
 mod store;
+mod verify;

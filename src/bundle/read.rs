@@ -84,8 +84,9 @@ impl PackSink for Discard {
 }
 
 /// Streams `download` into `sink` and checks it against `expected`. A size that differs from
-/// the manifest fails before the first byte is read. `Ok` only when every byte arrived and
-/// size and SHA-256 match; the caller then trusts (e.g. commits) what the sink received.
+/// the manifest fails before the first byte is read. `Ok` only when every byte arrived, size
+/// and SHA-256 match and the sink took every byte; the caller then trusts (e.g. commits) what
+/// the sink received. A SHA-256 mismatch is reported in preference to a sink error.
 pub async fn read(
     download: Download,
     expected: Expected<'_>,
@@ -106,6 +107,9 @@ pub async fn read(
     let mut got = 0u64;
     let mut head = Vec::new();
     let mut parsed: Option<Header> = None;
+    // When the sink gives up (a damaged pack), the rest is still hashed: if the bytes are not
+    // what the manifest says, that is the cause worth reporting, not the indexer's symptom.
+    let mut sink_error: Option<String> = None;
     loop {
         let next = tokio::select! {
             biased;
@@ -119,18 +123,23 @@ pub async fn read(
             return Err(ReadError::TooLong { size });
         }
         hasher.update(&chunk);
-        if parsed.is_some() {
-            sink.write(chunk).await.map_err(ReadError::Sink)?;
-            continue;
-        }
-        head.extend_from_slice(&chunk);
-        if let Some(h) = header::parse(&head)? {
+        let pack = if parsed.is_some() {
+            chunk
+        } else {
+            head.extend_from_slice(&chunk);
+            let Some(h) = header::parse(&head)? else {
+                continue;
+            };
             let pack = Bytes::from(head.split_off(h.len));
             head = Vec::new();
             parsed = Some(h);
-            if !pack.is_empty() {
-                sink.write(pack).await.map_err(ReadError::Sink)?;
-            }
+            pack
+        };
+        if sink_error.is_none()
+            && !pack.is_empty()
+            && let Err(e) = sink.write(pack).await
+        {
+            sink_error = Some(e);
         }
     }
     if got != size {
@@ -145,6 +154,9 @@ pub async fn read(
             expected: want.to_string(),
             found: sha256,
         });
+    }
+    if let Some(e) = sink_error {
+        return Err(ReadError::Sink(e));
     }
     Ok(Verified {
         header,
@@ -313,6 +325,46 @@ mod tests {
             assert_eq!(v.header.head.as_deref(), Some(A));
             assert_eq!((v.size, v.sha256.as_str()), (n, sha.as_str()));
         }
+    }
+
+    /// Refuses the pack, as libgit2's indexer does a damaged one.
+    struct Refuse;
+
+    #[async_trait]
+    impl PackSink for Refuse {
+        async fn write(&mut self, _pack: Bytes) -> Result<(), String> {
+            Err("pack: incorrect header check".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hash_mismatch_explains_a_refused_pack() {
+        let (bytes, sha) = bundle();
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let n = bytes.len() as u64;
+        let cancel = CancellationToken::new();
+        let good = Expected {
+            size: Some(n),
+            sha256: Some(&sha),
+        };
+        let e = read(download(vec![bytes], n), good, &mut Refuse, &cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ReadError::Sink(_)), "{e}");
+        let zeros = "0".repeat(64);
+        let bad = Expected {
+            size: Some(n),
+            sha256: Some(&zeros),
+        };
+        let e = read(
+            download(bytes.chunks(7).collect(), n),
+            bad,
+            &mut Refuse,
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, ReadError::Sha256Mismatch { .. }), "{e}");
     }
 
     #[tokio::test]

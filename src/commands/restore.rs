@@ -126,12 +126,15 @@ fn describe(slug: &str, r: &Restored) -> String {
         (Some(h), false) => format!(", HEAD {h}"),
         (None, _) => ", no default branch".to_string(),
     };
+    let refs = match r.refs.len() {
+        1 => "1 ref".to_string(),
+        n => format!("{n} refs"),
+    };
     format!(
-        "restored `{slug}` from {} ({}) into {}: {} refs{head}",
+        "restored `{slug}` from {} ({}) into {}: {refs}{head}",
         r.date,
         human(r.size),
         r.dir.display(),
-        r.refs.len()
     )
 }
 

@@ -30,7 +30,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Self {
+    pub fn from_output(out: Output) -> Self {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -113,7 +113,7 @@ impl TestEnv {
 
     /// Runs the binary to its end.
     pub async fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().await.unwrap())
+        Run::from_output(self.command(args).output().await.unwrap())
     }
 
     /// A bare repository with a couple of commits on `branch`, built under the test's

@@ -5,4 +5,5 @@
 pub mod bitbucket;
 pub mod git;
 pub mod harness;
+pub mod readback;
 pub mod s3;
