@@ -299,7 +299,13 @@ impl Restorer<'_> {
         .and_then(|r| r)
         .map_err(failed)?;
 
-        let download = match self.store.get_stream(key).await {
+        // A slow store (or a stalled connection) must not keep Ctrl-C waiting.
+        let download = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return Err(RestoreError::Cancelled),
+            d = self.store.get_stream(key) => d,
+        };
+        let download = match download {
             Ok(d) => d,
             Err(StoreError::NotFound { .. }) => {
                 return Err(failed(format!("bundle missing: {key}")));

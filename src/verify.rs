@@ -324,7 +324,12 @@ impl Verifier<'_> {
         sha256: &str,
         entry: &RepoEntry,
     ) -> Result<String, String> {
-        let download = match self.store.get_stream(key).await {
+        let download = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return Err("interrupted".into()),
+            d = self.store.get_stream(key) => d,
+        };
+        let download = match download {
             Ok(d) => d,
             Err(StoreError::NotFound { .. }) => return Err(format!("bundle missing: {key}")),
             Err(e) => return Err(e.to_string()),

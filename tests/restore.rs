@@ -4,6 +4,7 @@
 //! anything that looks like a finished repository.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::support::git::{git, git_output, show_refs};
 use crate::support::harness::TestEnv;
@@ -323,6 +324,7 @@ async fn push_to_an_empty_remote_over_http() {
     // Wrong password first: refused, the password is not echoed anywhere.
     env.set_env("GIT_OFFSITE_PUSH_USERNAME", USER);
     env.set_env("GIT_OFFSITE_PUSH_PASSWORD", "not-the-password");
+    let refused = env.emu.stats().unauthorized;
     let run = dest
         .read_command(&env, "restore", &["--repo", "rich", "--push-to", &url])
         .await;
@@ -334,6 +336,8 @@ async fn push_to_an_empty_remote_over_http() {
     );
     assert!(!run.stderr.contains("not-the-password") && !run.stdout.contains("not-the-password"));
     assert_eq!(git(&target, &["for-each-ref"]), "", "nothing was pushed");
+    // One 401 asking for credentials, one refusing them; no replays of the wrong password.
+    assert_eq!(env.emu.stats().unauthorized - refused, 2);
 
     env.set_env("GIT_OFFSITE_PUSH_PASSWORD", PASSWORD);
     let pushes = env.emu.stats().push_requests;
@@ -393,4 +397,71 @@ async fn push_to_an_empty_remote_over_http() {
         String::from_utf8_lossy(&pushed.stdout),
         git(&sources["api"].0, &["rev-parse", "refs/heads/main"])
     );
+}
+
+/// Ctrl-C while the bundle is downloading: exit 130 at once (not when the slow store answers),
+/// the temp dir beside the target removed, nothing at `--to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_removes_the_unfinished_restore() {
+    let env = TestEnv::new().await;
+    env.simple_repo(OWNER, "api", "main");
+    let s3 = TestS3::start().await;
+    if !s3.can_inject_faults() {
+        eprintln!("skipped: needs the in-process S3 server to slow downloads down");
+        return;
+    }
+    let dest = Dest::S3(&s3);
+    dest.backup(&env, DAY1).await;
+    s3.slow_bundle_downloads(Duration::from_secs(60));
+
+    let parent = env.path().join("restores");
+    let target = parent.join("api");
+    let mut cmd = env.command(&[
+        "restore",
+        "--owner",
+        OWNER,
+        "--dest",
+        &dest.arg(),
+        "--repo",
+        "api",
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    cmd.envs(s3.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id().unwrap();
+    // The restore is under way once its temp dir exists beside the target.
+    let started = Instant::now();
+    while !names_in(&parent)
+        .iter()
+        .any(|n| n.starts_with(".api.restore-"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no temp dir appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let interrupted = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("restore stops soon after SIGINT")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(20),
+        "did not wait for the store"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!target.exists());
+    assert_only(&parent, &[]);
+    assert!(env.tmp_leftovers().is_empty(), "{:?}", env.tmp_leftovers());
 }

@@ -259,8 +259,9 @@ async fn quick_catches_a_wrong_size_on_s3_without_downloading() {
     let run = dest.read_command(&env, "verify", &["--quick"]).await;
     run.expect_code(5);
     let rows = by_repo(&parse(&run.stdout).0);
+    assert_eq!(rows["web"].result, "FAILED", "{:?}", rows["web"]);
     assert!(
-        rows["web"].detail.contains("sha256 metadata"),
+        rows["web"].detail.contains("sha256 metadata") && rows["web"].detail.contains("differs"),
         "{:?}",
         rows["web"]
     );

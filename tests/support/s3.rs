@@ -279,6 +279,14 @@ impl TestS3 {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Every GetObject of a `.bundle` key waits this long before it is answered (manifests
+    /// are not delayed): a slow download to interrupt.
+    pub fn slow_bundle_downloads(&self, delay: Duration) {
+        self.faults()
+            .bundle_get_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Every request answers 403 AccessDenied.
     pub fn deny_all(&self, on: bool) {
         self.faults().deny_all.store(on, Ordering::SeqCst);
@@ -299,6 +307,7 @@ impl TestS3 {
         f.fail_parts_from.store(0, Ordering::SeqCst);
         f.fail_part_once.store(0, Ordering::SeqCst);
         f.part_delay_ms.store(0, Ordering::SeqCst);
+        f.bundle_get_delay_ms.store(0, Ordering::SeqCst);
         *f.wrong_region.lock().unwrap() = None;
     }
 
@@ -481,6 +490,8 @@ struct Faults {
     fail_parts_from: AtomicUsize,
     fail_part_once: AtomicUsize,
     part_delay_ms: AtomicU64,
+    /// Delay before a GetObject of a `.bundle` key is answered.
+    bundle_get_delay_ms: AtomicU64,
     parts_in_flight: AtomicUsize,
     max_parts_in_flight: AtomicUsize,
     counts: Mutex<BTreeMap<&'static str, usize>>,
@@ -558,6 +569,10 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
             None,
         )
         .await);
+    }
+    let delay = faults.bundle_get_delay_ms.load(Ordering::SeqCst);
+    if op == "GetObject" && delay > 0 && req.uri().path().ends_with(".bundle") {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     if op != "UploadPart" {
         return service.call(req.map(s3s::Body::from)).await;
