@@ -169,15 +169,33 @@ async fn each_kind_of_damage_fails_naming_the_repository() {
     dest.write(&key("refs"), bytes, None).await;
     dest.write_manifest(DAY1, &manifest).await;
 
-    let run = dest.read_command(&env, "verify", &[]).await;
-    run.expect_code(5);
-    let rows = by_repo(&parse(&run.stdout).0);
     let expect = [
         ("flipped", "SHA-256 mismatch"),
         ("truncated", "the manifest says"),
         ("missing", "bundle missing"),
         ("refs", "not in the manifest: refs/heads/sneaky"),
     ];
+    // --deep makes every check the standard level makes, and says the same.
+    let run = dest.read_command(&env, "verify", &["--deep"]).await;
+    run.expect_code(5);
+    let rows = by_repo(&parse(&run.stdout).0);
+    for (slug, why) in expect {
+        assert_eq!(
+            rows[slug].result, "FAILED",
+            "--deep {slug}: {:?}",
+            rows[slug]
+        );
+        assert!(
+            rows[slug].detail.contains(why),
+            "--deep {slug}: {:?}",
+            rows[slug]
+        );
+    }
+    assert_eq!(rows["fine"].result, "ok");
+
+    let run = dest.read_command(&env, "verify", &[]).await;
+    run.expect_code(5);
+    let rows = by_repo(&parse(&run.stdout).0);
     for (slug, why) in expect {
         assert_eq!(rows[slug].result, "FAILED", "{slug}: {:?}", rows[slug]);
         assert!(rows[slug].detail.contains(why), "{slug}: {:?}", rows[slug]);
