@@ -10,4 +10,5 @@ mod infra;
 mod mirror;
 mod observe;
 mod provider;
+mod snapshots;
 mod store;

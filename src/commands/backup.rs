@@ -34,6 +34,17 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let cfg = BackupConfig::new(&args, file, &env)?;
     let store = crate::store::open(&cfg.dest, &cfg.s3, &cancel).await?;
+    // The whole destination (bucket and prefix, or directory), so the first line of a run
+    // already says where it writes.
+    let owners: Vec<&str> = cfg.sources.iter().map(|s| s.owner.as_str()).collect();
+    tracing::info!(
+        destination = %cfg.dest,
+        date = %cfg.date,
+        owners = %owners.join(","),
+        "backing up {} to {}",
+        owners.join(", "),
+        cfg.dest
+    );
     let healthcheck = match (&cfg.report.healthcheck_url, cfg.dry_run) {
         (Some(url), false) => Some(
             Healthcheck::new(url.as_str())
