@@ -41,7 +41,7 @@ pub(super) async fn run(
         destination = %cfg.dest,
         date = %cfg.date,
         owners = %owners.join(","),
-        "backing up {} to {}",
+        "backup of {} to {}",
         owners.join(", "),
         cfg.dest
     );
