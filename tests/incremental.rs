@@ -536,3 +536,36 @@ async fn a_same_day_rerun_never_overwrites_good_bundles() {
         "the manifest was rewritten"
     );
 }
+
+/// The ref listing follows the fetch's credential rules: a token the server refuses (here,
+/// expired under the first git request of the run) is renewed once and the comparison goes on,
+/// so the repositories are still found unchanged instead of being cloned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_refused_during_the_comparison_is_renewed_once() {
+    let env = TestEnv::new().await;
+    let dest = Dest::Local(env.path().join("backups"));
+    for slug in ["alpha", "beta"] {
+        fixture_repo(&env, slug);
+    }
+    backup(&env, &dest, DAY1, &[]).await.expect_code(0);
+    let before = env.emu.stats();
+
+    env.emu.push_fault(Route::Git, Fault::ExpireTokens);
+    backup(&env, &dest, DAY2, &["--jobs", "1"])
+        .await
+        .expect_code(0);
+    let after = env.emu.stats();
+    assert_eq!(after.pack_requests, before.pack_requests, "nothing cloned");
+    assert!(
+        after.unauthorized > before.unauthorized,
+        "the token was refused"
+    );
+    assert!(
+        after.token_requests >= before.token_requests + 2,
+        "a token for the run and one renewal: {} → {}",
+        before.token_requests,
+        after.token_requests
+    );
+    let m = dest.manifest(DAY2).await;
+    assert_eq!(m["summary"]["unchanged"], 2, "{m:#}");
+}
