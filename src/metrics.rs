@@ -56,7 +56,8 @@ pub struct OwnerRun {
     /// When the owner's run ended (the manifest's `finished_at`, or when the error happened).
     pub finished_at: DateTime<Utc>,
     pub duration: Duration,
-    /// Every repository ok or empty. Only then does the last-success timestamp move.
+    /// No repository failed (each ok, unchanged or empty). Only then does the last-success
+    /// timestamp move.
     pub success: bool,
     /// `None` when the run ended before a manifest was written (credentials, listing,
     /// destination): nothing is known about the repositories.

@@ -412,6 +412,24 @@ async fn unchanged_repositories_are_referenced_or_copied() {
         entry(&day3, "beta")["key"],
         format!("acme/{DAY1}/beta.bundle").as_str()
     );
+
+    // Copy mode, when the copy fails (alpha's object is gone) or copies something else than
+    // the entry describes (beta's object was replaced by one of another size): a full backup
+    // of each, with a warning.
+    std::fs::remove_file(root.join(format!("acme/{DAY3}/alpha.bundle"))).unwrap();
+    std::fs::write(root.join(format!("acme/{DAY1}/beta.bundle")), b"garbage").unwrap();
+    let day4 = "2026-11-27";
+    let run = backup(&env, &dest, day4, &[]).await;
+    run.expect_code(0);
+    assert!(run.stderr.contains("cannot copy"), "{}", run.stderr);
+    assert!(run.stderr.contains("has 7 bytes"), "{}", run.stderr);
+    assert_eq!(env.emu.stats().pack_requests, packs + 3, "both re-cloned");
+    let m = dest.manifest(day4).await;
+    for slug in ["alpha", "beta"] {
+        assert_eq!(entry(&m, slug)["status"], "ok", "{slug}");
+        let bytes = dest.get(&format!("acme/{day4}/{slug}.bundle")).await;
+        assert_eq!(entry(&m, slug)["size"], bytes.len() as u64);
+    }
 }
 
 /// `--full` re-clones everything; an unreadable earlier manifest is a warning and a full run

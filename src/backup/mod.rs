@@ -222,7 +222,7 @@ impl Pipeline {
         }
         self.observer.listed(&repos);
 
-        let done: Vec<Done> = futures::stream::iter(largest_first(repos.clone()))
+        let done: Vec<Done> = futures::stream::iter(largest_first(repos))
             .map(|repo| self.backup_one(repo, &history))
             .buffer_unordered(self.jobs.max(1))
             .collect()

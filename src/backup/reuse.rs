@@ -74,6 +74,12 @@ impl Pipeline {
                     fallback(format!("cannot copy the earlier bundle ({e})"));
                     return None;
                 }
+                // One HEAD: a bundle replaced by hand (another size) must not be taken for the
+                // one whose checksum the entry carries.
+                if let Err(why) = self.check_object(&entry).await {
+                    fallback(why);
+                    return None;
+                }
                 (entry, "copied")
             }
             Decision::Reference(entry) => {
@@ -106,12 +112,12 @@ impl Pipeline {
         match self.store.head(&key).await {
             Ok(Some(meta)) if Some(meta.size) == entry.size => Ok(()),
             Ok(Some(meta)) => Err(format!(
-                "the earlier bundle {key} has {} bytes, not the {} of its manifest entry",
+                "the bundle {key} has {} bytes, not the {} of its manifest entry",
                 meta.size,
                 entry.size.unwrap_or(0)
             )),
-            Ok(None) => Err(format!("the earlier bundle {key} is gone")),
-            Err(e) => Err(format!("cannot check the earlier bundle: {e}")),
+            Ok(None) => Err(format!("the bundle {key} is gone")),
+            Err(e) => Err(format!("cannot check the bundle {key}: {e}")),
         }
     }
 }
