@@ -20,6 +20,10 @@
 //! - Each repository gets a private (0700) temp dir that is removed when it is done, on failure
 //!   and on interruption (the blocking git work is always awaited, never abandoned, so the dir
 //!   outlives it).
+//!
+//! Beside this file: `incremental` (the pure rules of an unchanged repository), `history`
+//! (reading earlier manifests), `reuse` (carrying a decision out against the store), `git`
+//! (libgit2 off the async threads, with the one retry and token-renewal policy).
 
 mod git;
 pub mod history;
