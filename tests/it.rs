@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod cli;
 mod emulator;
+mod incremental;
 mod infra;
 mod mirror;
 mod observe;

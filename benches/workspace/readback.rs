@@ -66,7 +66,7 @@ impl Bench {
     }
 
     fn pack_requests(&self) -> u64 {
-        self.emu.stats().git_pack_requests
+        self.emu.stats().pack_requests
     }
 
     pub async fn readback(&self, run: usize, changed: &Path) -> Vec<Step> {

@@ -185,9 +185,9 @@ pub struct Stats {
     /// Every git smart-HTTP request, and those whose body came gzip-encoded.
     pub git_requests: u64,
     pub git_gzip_requests: u64,
-    /// `POST …/git-upload-pack`: the requests that negotiate and send a pack (protocol v0/v1,
-    /// what libgit2 speaks); a ref advertisement alone (`GET info/refs`) is not one.
-    pub git_pack_requests: u64,
+    /// `POST git-upload-pack` requests, faulted or not: the negotiation that sends a pack (with
+    /// protocol v0, which libgit2 speaks, a ref listing alone is only the `info/refs` GET).
+    pub pack_requests: u64,
     /// 429s served, on any route.
     pub rate_limited: u64,
     /// 401s served, on any route.
@@ -423,7 +423,7 @@ impl Emulator {
             list_requests: get(&c.list_requests),
             git_requests: get(&c.git_requests),
             git_gzip_requests: get(&c.git_gzip_requests),
-            git_pack_requests: get(&c.git_pack_requests),
+            pack_requests: get(&c.pack_requests),
             rate_limited: get(&c.rate_limited),
             unauthorized: get(&c.unauthorized),
             server_errors: get(&c.server_errors),
@@ -463,7 +463,7 @@ struct Counters {
     list_requests: AtomicU64,
     git_requests: AtomicU64,
     git_gzip_requests: AtomicU64,
-    git_pack_requests: AtomicU64,
+    pack_requests: AtomicU64,
     rate_limited: AtomicU64,
     unauthorized: AtomicU64,
     server_errors: AtomicU64,
@@ -996,7 +996,7 @@ async fn upload_pack(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    bump(&s.counters.git_pack_requests);
+    bump(&s.counters.pack_requests);
     serve_git(
         s,
         workspace,
