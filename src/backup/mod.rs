@@ -204,7 +204,12 @@ impl Pipeline {
         tracing::info!(
             owner = %self.owner,
             repositories = repos.len(),
-            destination = %self.store.location(),
+            // Bucket, prefix and owner folder (or the directory), not only the bucket.
+            destination = %format!(
+                "{}/{}",
+                self.store.location().trim_end_matches('/'),
+                self.layout.owner_prefix()
+            ),
             "starting backup"
         );
         let slugs: Vec<&str> = repos.iter().map(|r| r.slug.as_str()).collect();
