@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod error;
 pub mod healthcheck;
 pub mod layout;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;

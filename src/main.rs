@@ -3,13 +3,11 @@
 //! Nothing else in the program exits the process: every failure travels back here as an
 //! [`git_offsite::Error`], whose `exit_code` is the single mapping of the CLI contract.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use git_offsite::cli::{Cli, LogFormat};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit 2 here, as clap does by default
@@ -25,7 +23,7 @@ fn main() -> ExitCode {
         None => Default::default(),
     };
     let format = git_offsite::commands::log_format(&cli, &file);
-    init_logging(format, cli.global.verbose, cli.global.quiet);
+    git_offsite::logging::init(format, cli.global.verbose, cli.global.quiet);
     git_offsite::mirror::init_global_options();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -98,34 +96,5 @@ async fn watch_signals(cancel: CancellationToken) {
         if tokio::signal::ctrl_c().await.is_ok() {
             cancel.cancel();
         }
-    }
-}
-
-fn init_logging(format: LogFormat, verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
-    // Other crates stay at warn unless asked for with -vv or RUST_LOG: the SDKs are chatty.
-    let others = if verbose >= 2 { "debug" } else { "warn" };
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{others},git_offsite={level}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Log lines go above the progress bars (when any are shown) instead of tearing them.
-        .with_writer(git_offsite::progress::LogWriter::new());
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        LogFormat::Text => builder
-            .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal())
-            .compact()
-            .init(),
     }
 }

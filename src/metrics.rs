@@ -56,7 +56,8 @@ pub struct OwnerRun {
     /// When the owner's run ended (the manifest's `finished_at`, or when the error happened).
     pub finished_at: DateTime<Utc>,
     pub duration: Duration,
-    /// Every repository ok or empty. Only then does the last-success timestamp move.
+    /// No repository failed (each ok, unchanged or empty). Only then does the last-success
+    /// timestamp move.
     pub success: bool,
     /// `None` when the run ended before a manifest was written (credentials, listing,
     /// destination): nothing is known about the repositories.
@@ -67,11 +68,14 @@ pub struct OwnerRun {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepoCounts {
     pub ok: usize,
+    /// Not cloned: the bundle of an earlier run was copied, referenced or kept.
+    pub unchanged: usize,
     pub empty: usize,
     pub failed: usize,
     /// Bytes of the bundles uploaded.
     pub bytes: u64,
-    /// `slug` → bundle size, for the repositories backed up (`ok`) in this run.
+    /// `slug` → bundle size, for the repositories the manifest holds a bundle of (`ok` and
+    /// `unchanged`).
     pub bundle_sizes: BTreeMap<String, u64>,
 }
 
@@ -86,6 +90,7 @@ impl OwnerRun {
             success: s.failed == 0,
             repositories: Some(RepoCounts {
                 ok: s.ok,
+                unchanged: s.unchanged,
                 empty: s.empty,
                 failed: s.failed,
                 bytes: s.bytes,
@@ -99,8 +104,18 @@ impl OwnerRun {
         }
     }
 
+    /// From a finished run: the counts and success are what this run did
+    /// ([`Report::summary`]), which on a second run of the day can differ from the manifest
+    /// (a failure that kept the first run's good entry is still a failure).
     pub fn from_report(report: &Report) -> Self {
-        Self::from_manifest(&report.manifest, report.elapsed)
+        let mut run = Self::from_manifest(&report.manifest, report.elapsed);
+        let s = report.summary();
+        run.success = s.failed == 0;
+        if let Some(r) = &mut run.repositories {
+            (r.ok, r.unchanged, r.empty, r.failed, r.bytes) =
+                (s.ok, s.unchanged, s.empty, s.failed, s.bytes);
+        }
+        run
     }
 
     /// An owner whose run ended with an error before its manifest, finishing now.
@@ -223,7 +238,12 @@ impl RunMetrics {
             families[2].sample(&[("owner", owner)], if run.success { 1.0 } else { 0.0 });
             families[3].sample(&[("owner", owner)], run.duration.as_secs_f64());
             if let Some(r) = &run.repositories {
-                for (status, n) in [("ok", r.ok), ("empty", r.empty), ("failed", r.failed)] {
+                for (status, n) in [
+                    ("ok", r.ok),
+                    ("unchanged", r.unchanged),
+                    ("empty", r.empty),
+                    ("failed", r.failed),
+                ] {
                     families[4].sample(&[("owner", owner), ("status", status)], n as f64);
                 }
                 families[5].sample(&[("owner", owner)], r.bytes as f64);
@@ -633,6 +653,7 @@ mod tests {
                 vec![
                     entry("api", Status::Ok, Some(1234)),
                     entry("void", Status::Empty, None),
+                    entry("same", Status::Unchanged, Some(10)),
                 ],
                 1_800_000_000,
             ),
@@ -668,6 +689,16 @@ mod tests {
             find(&s, REPOSITORIES, &[("owner", "acme"), ("status", "empty")])
                 .unwrap()
                 .value,
+            1.0
+        );
+        assert_eq!(
+            find(
+                &s,
+                REPOSITORIES,
+                &[("owner", "acme"), ("status", "unchanged")]
+            )
+            .unwrap()
+            .value,
             1.0
         );
         assert_eq!(

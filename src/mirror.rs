@@ -16,14 +16,17 @@
 //! - **Proxy from the environment** (`ProxyOptions::auto()`), which libgit2 ignores by default.
 //! - **Cancellation** through the transfer-progress callback, the only hook libgit2 polls while
 //!   the pack streams in.
+//! - **Refs without a clone** ([`ls_remote`]): the ref advertisement alone, with the same
+//!   credential rules, so an incremental run can tell an unchanged repository from a changed
+//!   one for the price of one small request.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use git2::{
-    AutotagOption, Cred, ErrorClass, ErrorCode, FetchPrune, ProxyOptions, RemoteCallbacks,
-    Repository, RepositoryInitOptions,
+    AutotagOption, Cred, Direction, ErrorClass, ErrorCode, FetchPrune, ProxyOptions,
+    RemoteCallbacks, Repository, RepositoryInitOptions,
 };
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -122,20 +125,7 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
     let mut remote = repo.remote_anonymous(opts.url.as_str()).map_err(git_err)?;
 
     let auth_calls = Cell::new(0u32);
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, _username_from_url, _allowed| {
-        auth_calls.set(auth_calls.get() + 1);
-        match opts.auth {
-            // A second call means the server answered 401 to the first credentials.
-            Some(auth) if auth_calls.get() == 1 => {
-                Cred::userpass_plaintext(&auth.username, auth.password.expose())
-            }
-            Some(_) => Err(auth_error("the server refused the credentials")),
-            None => Err(auth_error(
-                "the server requires credentials and none were given",
-            )),
-        }
-    });
+    let mut callbacks = credential_callbacks(opts.auth, &auth_calls);
     callbacks.transfer_progress(|stats| {
         if let Some(report) = opts.on_progress {
             report(stats.received_bytes() as u64);
@@ -145,12 +135,10 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
     // Also polled during negotiation, when no pack bytes flow yet.
     callbacks.sideband_progress(|_| !opts.cancel.is_cancelled());
 
-    let mut proxy = ProxyOptions::new();
-    proxy.auto();
     let mut fetch_opts = git2::FetchOptions::new();
     fetch_opts
         .remote_callbacks(callbacks)
-        .proxy_options(proxy)
+        .proxy_options(proxy_from_env())
         .prune(FetchPrune::On)
         .download_tags(AutotagOption::All)
         .update_fetchhead(false);
@@ -188,6 +176,102 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
         refs,
         received_bytes,
     })
+}
+
+/// What the remote advertises, without fetching anything: see [`ls_remote`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteRefs {
+    /// Every advertised `refs/*` ref, name → hex oid (annotated tags as the tag object, as a
+    /// mirror stores them; no peeled `^{}` entries, no `HEAD`).
+    pub refs: BTreeMap<String, String>,
+    /// The default branch (`refs/heads/main`), as [`fetch`] would set HEAD: `None` when the
+    /// remote has none or it names a ref that does not exist (an unborn branch).
+    pub head: Option<String>,
+}
+
+pub struct LsRemoteOptions<'a> {
+    /// Clone URL without user info.
+    pub url: &'a Url,
+    pub auth: Option<&'a GitAuth>,
+    pub cancel: &'a CancellationToken,
+}
+
+/// Asks the remote for its refs only: one ref advertisement (`GET info/refs`), no pack, no
+/// repository on disk. Credentials, proxy, timeouts and error classification are those of
+/// [`fetch`], so the caller retries and renews the token the same way. Blocking: call from
+/// `spawn_blocking`.
+///
+/// libgit2's `RemoteHead::name` panics on a ref name that is not UTF-8 (git allows them,
+/// nobody uses them); the pipeline runs this inside `spawn_blocking`, which turns that panic
+/// into an error, and an error here only means the repository is backed up in full.
+pub fn ls_remote(opts: &LsRemoteOptions<'_>) -> Result<RemoteRefs, MirrorError> {
+    let url = display_url(opts.url);
+    let secret = opts.auth.map(|a| a.password.expose()).unwrap_or("");
+    if opts.cancel.is_cancelled() {
+        return Err(MirrorError::Cancelled { url });
+    }
+    // A detached remote needs no repository: connect and list never touch one (only fetch
+    // does, see [`fetch`]).
+    let mut remote =
+        git2::Remote::create_detached(opts.url.as_str()).map_err(|e| MirrorError::Git {
+            url: url.clone(),
+            message: scrub(e.message(), secret),
+        })?;
+    let auth_calls = Cell::new(0u32);
+    let callbacks = credential_callbacks(opts.auth, &auth_calls);
+    let connection =
+        match remote.connect_auth(Direction::Fetch, Some(callbacks), Some(proxy_from_env())) {
+            Ok(c) => c,
+            Err(e) => return Err(classify(e, url, auth_calls.get(), opts.cancel, secret)),
+        };
+    let listed = connection
+        .list()
+        .map_err(|e| classify(e, url.clone(), auth_calls.get(), opts.cancel, secret))?;
+    let mut refs = BTreeMap::new();
+    for head in listed {
+        let name = head.name();
+        // `HEAD` is the default branch (below); `^{}` lines repeat an annotated tag's target,
+        // which a mirror does not store as a ref.
+        if name.starts_with("refs/") && !name.ends_with("^{}") {
+            refs.insert(name.to_owned(), head.oid().to_string());
+        }
+    }
+    let head = connection
+        .default_branch()
+        .ok()
+        .and_then(|buf| buf.as_str().ok().map(str::to_owned))
+        .filter(|name| refs.contains_key(name));
+    Ok(RemoteRefs { refs, head })
+}
+
+/// The credentials callback of [`fetch`] and [`ls_remote`]: the token on the first call, an
+/// error on any later one (the server refused it), counted in `calls` for [`classify`].
+fn credential_callbacks<'a>(
+    auth: Option<&'a GitAuth>,
+    calls: &'a Cell<u32>,
+) -> RemoteCallbacks<'a> {
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(move |_url, _username_from_url, _allowed| {
+        calls.set(calls.get() + 1);
+        match auth {
+            // A second call means the server answered 401 to the first credentials.
+            Some(auth) if calls.get() == 1 => {
+                Cred::userpass_plaintext(&auth.username, auth.password.expose())
+            }
+            Some(_) => Err(auth_error("the server refused the credentials")),
+            None => Err(auth_error(
+                "the server requires credentials and none were given",
+            )),
+        }
+    });
+    callbacks
+}
+
+/// libgit2 ignores the environment's proxy settings unless told to read them.
+fn proxy_from_env() -> ProxyOptions<'static> {
+    let mut proxy = ProxyOptions::new();
+    proxy.auto();
+    proxy
 }
 
 fn auth_error(message: &str) -> git2::Error {

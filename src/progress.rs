@@ -66,6 +66,8 @@ pub struct Counts {
     /// Repositories listed (summed over every `listed` call: one display can span owners).
     pub total: u64,
     pub ok: u64,
+    /// Not cloned: an earlier run's bundle serves again.
+    pub unchanged: u64,
     pub empty: u64,
     pub failed: u64,
     /// Bytes sent to the destination, retries included.
@@ -76,7 +78,7 @@ pub struct Counts {
 
 impl Counts {
     pub fn done(&self) -> u64 {
-        self.ok + self.empty + self.failed
+        self.ok + self.unchanged + self.empty + self.failed
     }
 }
 
@@ -288,7 +290,8 @@ impl Observer for Progress {
         let mut s = lock(&self.state);
         s.in_flight.remove(&entry.slug);
         match entry.status {
-            Status::Ok | Status::Unchanged => s.counts.ok += 1,
+            Status::Ok => s.counts.ok += 1,
+            Status::Unchanged => s.counts.unchanged += 1,
             Status::Empty => s.counts.empty += 1,
             Status::Failed | Status::Unknown => {
                 s.counts.failed += 1;
@@ -399,6 +402,9 @@ impl Renderer {
                 bytes(counts.bytes_uploaded),
                 bytes(rate as u64)
             );
+            if counts.unchanged > 0 {
+                msg.push_str(&format!(", {} unchanged", counts.unchanged));
+            }
             if counts.failed > 0 {
                 msg.push_str(&format!(", {} failed", counts.failed));
             }
@@ -420,6 +426,7 @@ impl Renderer {
 
 fn repo_message(r: &RepoState) -> String {
     match r.phase {
+        Phase::Compare => "compare refs".to_string(),
         Phase::Mirror if r.received == 0 => "mirror".to_string(),
         Phase::Mirror => format!("mirror  {} received", bytes(r.received)),
         Phase::Bundle => "bundle".to_string(),
@@ -597,7 +604,12 @@ mod tests {
             repo("api", Some(4000)),
             repo("web", None),
             repo("empty", None),
+            repo("same", None),
         ]);
+        p.phase("same", Phase::Compare);
+        p.render_now();
+        assert_eq!(lock(&p.renderer).bars["same"].message(), "compare refs");
+        p.finished(&entry("same", Status::Unchanged, Some(99), None));
         p.phase("api", Phase::Mirror);
         p.phase("web", Phase::Mirror);
         p.received("api", 1000);
@@ -608,7 +620,7 @@ mod tests {
             assert_eq!(r.bars.len(), 2, "one line per repository in flight");
             assert_eq!(r.bars["api"].message(), "mirror  2.9 KiB received");
             assert_eq!(r.bars["api"].prefix(), "acme/api");
-            assert_eq!(r.overall.length(), Some(3));
+            assert_eq!(r.overall.length(), Some(4));
         }
         p.phase("api", Phase::Bundle);
         p.phase("api", Phase::Upload);
@@ -639,10 +651,10 @@ mod tests {
         {
             let r = lock(&p.renderer);
             assert!(r.bars.is_empty(), "finished repositories lose their line");
-            assert_eq!(r.overall.position(), 3);
+            assert_eq!(r.overall.position(), 4);
             assert_eq!(r.printed, vec!["✗ acme/web: mirror: timed out".to_string()]);
             assert!(
-                r.overall.message().contains("1 failed"),
+                r.overall.message().contains("1 unchanged, 1 failed"),
                 "{}",
                 r.overall.message()
             );
@@ -650,8 +662,9 @@ mod tests {
         assert_eq!(
             p.counts(),
             Counts {
-                total: 3,
+                total: 4,
                 ok: 1,
+                unchanged: 1,
                 empty: 1,
                 failed: 1,
                 bytes_uploaded: 2048,

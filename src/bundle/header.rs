@@ -290,7 +290,7 @@ mod tests {
         for bad in [
             "PACK....".to_string(),
             "# v4 git bundle\n\n".to_string(),
-            format!("# v2 git bundle\nnot-an-oid refs/heads/x\n\n"),
+            "# v2 git bundle\nnot-an-oid refs/heads/x\n\n".to_string(),
             format!("# v2 git bundle\n{A}\n\n"),
             format!("# v2 git bundle\n@object-format=sha1\n{A} refs/heads/x\n\n"),
             format!("# v3 git bundle\n@object-format=sha256\n{A} refs/heads/x\n\n"),

@@ -15,8 +15,7 @@ use crate::cli::{BackupArgs, BitbucketArgs, LogFormat};
 use crate::config::{BackupConfig, ConfigError, FileConfig, ReportSettings, Source};
 use crate::error::Error;
 use crate::healthcheck::Healthcheck;
-use crate::layout::Layout;
-use crate::manifest::Status;
+use crate::layout::{Layout, OwnerLayout};
 use crate::metrics::{self, OwnerRun, Pushgateway, RunMetrics};
 use crate::progress::Progress;
 use crate::provider::Provider;
@@ -34,6 +33,17 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let cfg = BackupConfig::new(&args, file, &env)?;
     let store = crate::store::open(&cfg.dest, &cfg.s3, &cancel).await?;
+    // The whole destination (bucket and prefix, or directory), so the first line of a run
+    // already says where it writes.
+    let owners: Vec<&str> = cfg.sources.iter().map(|s| s.owner.as_str()).collect();
+    tracing::info!(
+        destination = %cfg.dest,
+        date = %cfg.date,
+        owners = %owners.join(","),
+        "backup of {} to {}",
+        owners.join(", "),
+        cfg.dest
+    );
     let healthcheck = match (&cfg.report.healthcheck_url, cfg.dry_run) {
         (Some(url), false) => Some(
             Healthcheck::new(url.as_str())
@@ -146,8 +156,9 @@ async fn report_run(
                 let s = r.summary();
                 ok &= s.failed == 0;
                 body.push(format!(
-                    "{owner}: {} ok, {} empty, {} failed, {}, {:.0} s",
+                    "{owner}: {} ok, {} unchanged, {} empty, {} failed, {}, {:.0} s",
                     s.ok,
+                    s.unchanged,
                     s.empty,
                     s.failed,
                     bytesize::ByteSize::b(s.bytes).display().iec(),
@@ -206,6 +217,7 @@ impl SourceRun<'_> {
         let pipeline = Pipeline {
             provider,
             store: self.store.clone(),
+            owner_layout: OwnerLayout::new(cfg.dest.prefix(), &source.owner)?,
             layout: Layout::new(cfg.dest.prefix(), &source.owner, cfg.date)?,
             owner: source.owner.clone(),
             date: cfg.date,
@@ -216,6 +228,8 @@ impl SourceRun<'_> {
             retry_delay: cfg.retry_delay,
             cancel: self.cancel.clone(),
             observer: self.observer.clone(),
+            unchanged: cfg.unchanged,
+            full: cfg.full,
         };
         if cfg.dry_run {
             let plan = pipeline.plan().await?;
@@ -239,6 +253,8 @@ impl SourceRun<'_> {
 
 /// One exit status for several owners: a run-ending error of any owner wins (the first
 /// one), then failed repositories (exit 5), then success. `Ok(None)` is a dry run.
+/// "Failed" is what failed in this run ([`Report::summary`]), also where the manifest kept
+/// a good entry of today's earlier run.
 fn combine(outcomes: Vec<(String, Result<Option<Report>, Error>)>) -> Result<(), Error> {
     let several = outcomes.len() > 1;
     let mut fatal: Option<Error> = None;
@@ -249,7 +265,7 @@ fn combine(outcomes: Vec<(String, Result<Option<Report>, Error>)>) -> Result<(),
             Ok(Some(report)) => {
                 let s = report.summary();
                 failed += s.failed;
-                total += s.ok + s.empty + s.failed;
+                total += s.ok + s.unchanged + s.empty + s.failed;
                 if s.failed > 0 {
                     manifests.push(report.manifest_location.clone());
                 }
@@ -281,15 +297,14 @@ fn print_summary(report: &Report, format: LogFormat) {
     let secs = report.elapsed.as_secs_f64();
     if format == LogFormat::Json {
         let failed: Vec<&str> = report
-            .manifest
-            .repositories
+            .failures
             .iter()
-            .filter(|r| r.status == Status::Failed)
-            .map(|r| r.full_name.as_str())
+            .map(|f| f.full_name.as_str())
             .collect();
         tracing::info!(
             event = "summary",
             ok = s.ok,
+            unchanged = s.unchanged,
             empty = s.empty,
             failed = s.failed,
             bytes = s.bytes,
@@ -302,18 +317,13 @@ fn print_summary(report: &Report, format: LogFormat) {
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err);
-    for r in report
-        .manifest
-        .repositories
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-    {
-        let _ = writeln!(
-            err,
-            "failed: {}: {}",
-            r.full_name,
-            r.error.as_deref().unwrap_or("unknown error")
-        );
+    for f in &report.failures {
+        let kept = if f.kept_earlier {
+            " (the bundle of today's earlier run is kept)"
+        } else {
+            ""
+        };
+        let _ = writeln!(err, "failed: {}: {}{kept}", f.full_name, f.error);
     }
     let rate = if secs > 0.0 {
         s.bytes as f64 / secs
@@ -322,15 +332,17 @@ fn print_summary(report: &Report, format: LogFormat) {
     };
     let _ = writeln!(
         err,
-        "  {:<12} {:>6} {:>6} {:>6}   {:>10}   {:>8}\n  {:<12} {:>6} {:>6} {:>6}   {:>10}   {:>7.1}s   ({}/s)\n  manifest: {}",
+        "  {:<12} {:>6} {:>9} {:>6} {:>6}   {:>10}   {:>8}\n  {:<12} {:>6} {:>9} {:>6} {:>6}   {:>10}   {:>7.1}s   ({}/s)\n  manifest: {}",
         "repositories",
         "ok",
+        "unchanged",
         "empty",
         "failed",
         "bytes",
         "time",
         "",
         s.ok,
+        s.unchanged,
         s.empty,
         s.failed,
         bytesize::ByteSize::b(s.bytes).display().iec().to_string(),

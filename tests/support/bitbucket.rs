@@ -189,6 +189,9 @@ pub struct Stats {
     /// Every git smart-HTTP request, and those whose body came gzip-encoded.
     pub git_requests: u64,
     pub git_gzip_requests: u64,
+    /// `POST git-upload-pack` requests, faulted or not: the negotiation that sends a pack (with
+    /// protocol v0, which libgit2 speaks, a ref listing alone is only the `info/refs` GET).
+    pub pack_requests: u64,
     /// 429s served, on any route.
     pub rate_limited: u64,
     /// 401s served, on any route.
@@ -461,6 +464,7 @@ impl Emulator {
             list_requests: get(&c.list_requests),
             git_requests: get(&c.git_requests),
             git_gzip_requests: get(&c.git_gzip_requests),
+            pack_requests: get(&c.pack_requests),
             rate_limited: get(&c.rate_limited),
             unauthorized: get(&c.unauthorized),
             server_errors: get(&c.server_errors),
@@ -501,6 +505,7 @@ struct Counters {
     list_requests: AtomicU64,
     git_requests: AtomicU64,
     git_gzip_requests: AtomicU64,
+    pack_requests: AtomicU64,
     rate_limited: AtomicU64,
     unauthorized: AtomicU64,
     server_errors: AtomicU64,
@@ -1037,6 +1042,7 @@ async fn upload_pack(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    bump(&s.counters.pack_requests);
     serve_git(
         s,
         workspace,

@@ -8,7 +8,7 @@
 //!   S3 requires them;
 //! - failing UploadParts with 500 (every one from the n-th on, or only the n-th), slowing them
 //!   down, answering everything with 403 or with a wrong-region 301;
-//! - counting requests per operation and UploadParts in flight.
+//! - counting requests per operation (copies apart from uploads) and UploadParts in flight.
 //!
 //! s3s-fs 0.14.1 has no ListMultipartUploads, so [`Tracked`] wraps it, remembering what
 //! CreateMultipartUpload started; an upload is open while s3s-fs's `.upload-<id>.json` exists.
@@ -527,7 +527,15 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     if is_helper {
         return service.call(req.map(s3s::Body::from)).await;
     }
-    let op = operation(req.method(), req.uri());
+    // A copy is a PUT like the upload it mirrors; only its header tells them apart.
+    let op = match (
+        operation(req.method(), req.uri()),
+        req.headers().contains_key("x-amz-copy-source"),
+    ) {
+        ("PutObject", true) => "CopyObject",
+        ("UploadPart", true) => "UploadPartCopy",
+        (op, _) => op,
+    };
     *faults.counts.lock().unwrap().entry(op).or_default() += 1;
 
     if faults.deny_all.load(Ordering::SeqCst) {

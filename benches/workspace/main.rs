@@ -19,8 +19,10 @@
 // `cargo clippy --all-targets` checks this target with cfg(test) but no test harness, so the
 // support modules' `#[cfg(test)] mod tests` lose their `#[test]` functions and their imports.
 #[allow(unused_imports)]
-#[path = "../tests/support/mod.rs"]
+#[path = "../../tests/support/mod.rs"]
 mod support;
+
+mod readback;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,7 +56,9 @@ usage: cargo bench --bench workspace -- [OPTIONS]     (or infra/bench.sh [OPTION
                        default 1: no deltas)
   --runs N             measure everything N times (BENCH_RUNS, default 2)
   --jobs N             git-offsite --jobs and the parallel script's jobs (BENCH_JOBS, default 4)
-  --scenarios LIST     workspace,large (BENCH_SCENARIOS)
+  --scenarios LIST     workspace,large,readback (BENCH_SCENARIOS); readback = a full backup,
+                       a no-change rerun, a rerun with one change, verify, verify --deep,
+                       restore --all and git clone of the bundles (git-offsite only)
   --contenders LIST    git-offsite,parallel,naive (BENCH_CONTENDERS)
   --timeout SECS       per contender (BENCH_TIMEOUT, default 3600)
 extra git-offsite arguments: BENCH_OFFSITE_ARGS (split on spaces), e.g. \"--parts-in-flight 8\"
@@ -89,6 +93,8 @@ struct Settings {
 enum Scenario {
     Workspace,
     Large,
+    /// Incremental reruns, verify and restore: see `readback.rs`.
+    Readback,
 }
 
 impl Scenario {
@@ -96,12 +102,14 @@ impl Scenario {
         match self {
             Scenario::Workspace => "workspace",
             Scenario::Large => "large",
+            Scenario::Readback => "readback",
         }
     }
     fn workspace(self) -> &'static str {
         match self {
             Scenario::Workspace => WORKSPACE,
             Scenario::Large => LARGE_WORKSPACE,
+            Scenario::Readback => readback::READBACK_WORKSPACE,
         }
     }
 }
@@ -142,6 +150,7 @@ fn scenario(s: &str) -> Option<Scenario> {
     match s {
         "workspace" => Some(Scenario::Workspace),
         "large" => Some(Scenario::Large),
+        "readback" => Some(Scenario::Readback),
         _ => None,
     }
 }
@@ -174,7 +183,7 @@ impl Settings {
             large_versions: 1,
             runs: 2,
             jobs: 4,
-            scenarios: vec![Scenario::Workspace, Scenario::Large],
+            scenarios: vec![Scenario::Workspace, Scenario::Large, Scenario::Readback],
             contenders: vec![Contender::Offsite, Contender::Parallel, Contender::Naive],
             timeout: Duration::from_secs(3600),
             offsite_args: var("BENCH_OFFSITE_ARGS")
@@ -732,6 +741,69 @@ impl Bench {
         envs
     }
 
+    /// Runs `cmd` under `infra/bench/measure.py` with `envs`, logging to `<tag>.log`: wall
+    /// time, the command tree's CPU, the servers' CPU meanwhile, peak RSS, exit code.
+    async fn measure(
+        &self,
+        tag: &str,
+        mut cmd: Vec<String>,
+        envs: &BTreeMap<String, String>,
+    ) -> Measured {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/bench");
+        let out_json = self.work.path().join(format!("{tag}.json"));
+        let mut full = vec![
+            self.s.python.clone(),
+            scripts.join("measure.py").display().to_string(),
+            out_json.display().to_string(),
+            self.s.timeout.as_secs().to_string(),
+            "--".into(),
+        ];
+        full.append(&mut cmd);
+
+        // Writeback of the previous contender's files must not land on this one.
+        let _ = std::process::Command::new("sync").status();
+        let cpu_before = own_cpu();
+        let log = self.logs.join(format!("{tag}.log"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let status = tokio::process::Command::new(&full[0])
+            .args(&full[1..])
+            .env_clear()
+            .envs(envs)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .status()
+            .await
+            .expect("spawn measure.py");
+        let cpu_after = own_cpu();
+        let mut m = Measured::default();
+        let parsed: Option<serde_json::Value> = std::fs::read(&out_json)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let Some(j) = parsed.filter(|_| status.success()) else {
+            m.problem = Some(format!(
+                "measure.py failed ({status}); see {}",
+                log.display()
+            ));
+            return m;
+        };
+        let f = |k: &str| j[k].as_f64().unwrap_or(f64::NAN);
+        m.wall_s = f("wall_s");
+        m.cpu_s = f("user_s") + f("sys_s");
+        // The wrapper's tree is among this process's children: take it out.
+        m.server_cpu_s = (cpu_after - cpu_before - m.cpu_s).max(0.0);
+        m.max_rss_mib = f("max_rss_kib") / 1024.0;
+        m.exit = j["exit"].as_i64().unwrap_or(-1);
+        m.timed_out = j["timed_out"].as_bool().unwrap_or(false);
+        if m.timed_out {
+            m.problem = Some(format!("timed out; see {}", log.display()));
+        } else if m.exit != 0 {
+            m.problem = Some(format!("exit code {}; see {}", m.exit, log.display()));
+        }
+        m
+    }
+
     async fn run_one(&self, run: usize, scenario: Scenario, who: Contender) -> Measured {
         let prefix = format!("r{run}/{}/{}", scenario.name(), who.slug());
         let tag = format!("r{run}-{}-{}", scenario.name(), who.slug());
@@ -739,7 +811,7 @@ impl Bench {
         std::fs::create_dir_all(&tmp).unwrap();
         let mut envs = self.base_env(&tmp);
         let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/bench");
-        let mut cmd: Vec<String> = match who {
+        let cmd: Vec<String> = match who {
             Contender::Offsite => {
                 let mut c = self.s.offsite_wrap.clone();
                 c.extend([
@@ -779,56 +851,9 @@ impl Bench {
                 ]
             }
         };
-        let out_json = self.work.path().join(format!("{tag}.json"));
-        let mut full = vec![
-            self.s.python.clone(),
-            scripts.join("measure.py").display().to_string(),
-            out_json.display().to_string(),
-            self.s.timeout.as_secs().to_string(),
-            "--".into(),
-        ];
-        full.append(&mut cmd);
-
-        // Writeback of the previous contender's files must not land on this one.
-        let _ = std::process::Command::new("sync").status();
-        let cpu_before = own_cpu();
-        let log = self.logs.join(format!("{tag}.log"));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let status = tokio::process::Command::new(&full[0])
-            .args(&full[1..])
-            .env_clear()
-            .envs(&envs)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .status()
-            .await
-            .expect("spawn measure.py");
-        let cpu_after = own_cpu();
-        let mut m = Measured::default();
-        let parsed: Option<serde_json::Value> = std::fs::read(&out_json)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let Some(j) = parsed.filter(|_| status.success()) else {
-            m.problem = Some(format!(
-                "measure.py failed ({status}); see {}",
-                log.display()
-            ));
+        let mut m = self.measure(&tag, cmd, &envs).await;
+        if m.problem.is_some() && m.wall_s == 0.0 {
             return m;
-        };
-        let f = |k: &str| j[k].as_f64().unwrap_or(f64::NAN);
-        m.wall_s = f("wall_s");
-        m.cpu_s = f("user_s") + f("sys_s");
-        // The wrapper's tree is among this process's children: take it out.
-        m.server_cpu_s = (cpu_after - cpu_before - m.cpu_s).max(0.0);
-        m.max_rss_mib = f("max_rss_kib") / 1024.0;
-        m.exit = j["exit"].as_i64().unwrap_or(-1);
-        m.timed_out = j["timed_out"].as_bool().unwrap_or(false);
-        if m.timed_out {
-            m.problem = Some(format!("timed out; see {}", log.display()));
-        } else if m.exit != 0 {
-            m.problem = Some(format!("exit code {}; see {}", m.exit, log.display()));
         }
         if let Err(e) = self.verify(scenario, who, &prefix, &mut m).await {
             m.problem.get_or_insert(e);
@@ -1100,14 +1125,16 @@ async fn run(s: Settings) -> i32 {
     let emu = Emulator::start_blocking();
     emu.add_consumer(KEY, SECRET, ConsumerOpts::default());
     let mut sources = Vec::new();
-    if s.scenarios.contains(&Scenario::Workspace) {
+    let mut workspace_repos: Vec<(String, PathBuf)> = Vec::new();
+    if s.scenarios.contains(&Scenario::Workspace) || s.scenarios.contains(&Scenario::Readback) {
         let root = fixtures.join("workspace");
         let mut slugs = BTreeMap::new();
         for i in 0..s.repos {
             let slug = format!("repo-{i:03}");
             let path = cached(&root, &slug, |d, n| workspace_repo(d, n, i as u64));
             emu.add_repo(WORKSPACE, &slug, &path, RepoOpts::default());
-            slugs.insert(slug, pack_bytes(&path));
+            slugs.insert(slug.clone(), pack_bytes(&path));
+            workspace_repos.push((slug, path.clone()));
             sources.push(path);
         }
         expected.insert("workspace", slugs);
@@ -1152,6 +1179,11 @@ async fn run(s: Settings) -> i32 {
         expected,
     };
 
+    let changed = s
+        .scenarios
+        .contains(&Scenario::Readback)
+        .then(|| bench.add_readback_workspace(&workspace_repos));
+
     let mut report = String::new();
     let sizes = bench
         .expected
@@ -1179,7 +1211,29 @@ async fn run(s: Settings) -> i32 {
     for run in 1..=s.runs {
         let mut rows = Vec::new();
         let load_before = loadavg();
+        let mut readback_steps = None;
         for &sc in &s.scenarios {
+            if sc == Scenario::Readback {
+                eprintln!("bench: run {run}: readback (load {}) …", loadavg());
+                let steps = bench
+                    .readback(run, changed.as_deref().expect("registered above"))
+                    .await;
+                for step in &steps {
+                    eprintln!(
+                        "bench:   {}: {:.2}s{}",
+                        step.name,
+                        step.m.wall_s,
+                        step.m
+                            .problem
+                            .as_deref()
+                            .map(|p| format!(", {p}"))
+                            .unwrap_or_default()
+                    );
+                    failed |= step.m.problem.is_some();
+                }
+                readback_steps = Some(steps);
+                continue;
+            }
             // Every other run goes in reverse order, so no contender always runs first (or
             // right after the heaviest one).
             let mut order = s.contenders.clone();
@@ -1218,6 +1272,14 @@ async fn run(s: Settings) -> i32 {
             table(&rows),
             targets(&rows)
         );
+        if let Some(steps) = &readback_steps {
+            let _ = writeln!(
+                report,
+                "{}\n{}",
+                readback::table(steps),
+                readback::targets(steps)
+            );
+        }
     }
     println!("{report}");
     let stamp = std::time::SystemTime::now()

@@ -10,12 +10,28 @@
 //!   token is renewed once (tokens expire mid-run on long backups).
 //! - The manifest is written only after every repository has ended, and not at all when the
 //!   run is interrupted: its presence marks a complete backup.
+//! - Unless `--full`, a repository whose refs equal those of an earlier run's bundle is not
+//!   cloned at all ([`incremental`] has the rules). Any doubt (the refs cannot be listed, the
+//!   earlier object is gone, the copy fails) means a normal clone and upload, never a failure.
+//! - A second run on the same day never makes things worse: a repository that fails keeps the
+//!   good bundle and entry of the first run (the failure is still reported, and still exit 5:
+//!   [`Report::failures`] is what this run did, the manifest is what the folder holds), and
+//!   entries of repositories this run did not list are kept.
 //! - Each repository gets a private (0700) temp dir that is removed when it is done, on failure
 //!   and on interruption (the blocking git work is always awaited, never abandoned, so the dir
 //!   outlives it).
+//!
+//! Beside this file: `incremental` (the pure rules of an unchanged repository), `history`
+//! (reading earlier manifests), `reuse` (carrying a decision out against the store), `git`
+//! (libgit2 off the async threads, with the one retry and token-renewal policy).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod git;
+pub mod history;
+pub mod incremental;
+mod reuse;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,12 +40,14 @@ use chrono::{NaiveDate, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::git::{blocking, make_private_tempdir};
+use self::history::History;
 use crate::bundle::{self, BundleInfo};
+use crate::cli::UnchangedMode;
 use crate::config::RepoFilter;
 use crate::error::Error;
-use crate::layout::Layout;
+use crate::layout::{Layout, OwnerLayout};
 use crate::manifest::{self, Manifest, RepoEntry, Status, Summary};
-use crate::mirror::{self, FetchOptions, MirrorError};
 use crate::provider::{Provider, RemoteRepo};
 use crate::store::{Key, PutOptions, Source, Store, StoreError};
 
@@ -42,6 +60,8 @@ pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
 /// What one repository is doing, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Listing the remote's refs to compare them with an earlier bundle.
+    Compare,
     Mirror,
     Bundle,
     Upload,
@@ -58,6 +78,8 @@ pub trait Observer: Send + Sync {
     fn bundled(&self, _slug: &str, _size: u64) {}
     /// Bytes just uploaded (a delta).
     fn uploaded(&self, _slug: &str, _delta: u64) {}
+    /// What this run did with the repository (for a repository that failed but keeps an
+    /// earlier good entry in the manifest, the failure).
     fn finished(&self, _entry: &RepoEntry) {}
 }
 
@@ -68,6 +90,9 @@ impl Observer for Quiet {}
 pub struct Pipeline {
     pub provider: Arc<dyn Provider>,
     pub store: Arc<dyn Store>,
+    /// The owner's folder, where earlier runs are looked up.
+    pub owner_layout: OwnerLayout,
+    /// This run's date folder.
     pub layout: Layout,
     pub owner: String,
     pub date: NaiveDate,
@@ -81,21 +106,49 @@ pub struct Pipeline {
     pub retry_delay: Duration,
     pub cancel: CancellationToken,
     pub observer: Arc<dyn Observer>,
+    /// What an unchanged repository gets: a copy of its earlier bundle, or a reference.
+    pub unchanged: UnchangedMode,
+    /// Ignore earlier runs: clone and upload every repository.
+    pub full: bool,
 }
 
 /// What a finished run did.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// What the date folder now holds (on a second run of the day, entries of the first run
+    /// that this one kept, too).
     pub manifest: Manifest,
     /// Where the manifest was written, as a user would address it.
     pub manifest_location: String,
     pub elapsed: Duration,
+    /// What this run did with the repositories it listed: uploaded (`ok`), `unchanged`,
+    /// `empty`, `failed`, and the bytes it uploaded. This, not the manifest's summary, decides
+    /// the exit code: a failure that kept an earlier good entry is still a failure.
+    pub run: Summary,
+    /// The repositories that failed in this run, by name.
+    pub failures: Vec<Failure>,
+}
+
+/// A repository that failed in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub full_name: String,
+    pub error: String,
+    /// Today's earlier run had a good bundle of it, which the manifest still lists.
+    pub kept_earlier: bool,
 }
 
 impl Report {
+    /// This run's outcome (see [`Report::run`]).
     pub fn summary(&self) -> &Summary {
-        &self.manifest.summary
+        &self.run
     }
+}
+
+/// One repository's result: what goes into the manifest, and what this run did.
+struct Done {
+    manifest: RepoEntry,
+    run: RepoEntry,
 }
 
 /// A repository's path to the destination, for `--dry-run` and `list`.
@@ -151,13 +204,35 @@ impl Pipeline {
         tracing::info!(
             owner = %self.owner,
             repositories = repos.len(),
-            destination = %self.store.location(),
+            // Bucket, prefix and owner folder (or the directory), not only the bucket.
+            destination = %format!(
+                "{}/{}",
+                self.store.location().trim_end_matches('/'),
+                self.layout.owner_prefix()
+            ),
             "starting backup"
         );
+        let slugs: Vec<&str> = repos.iter().map(|r| r.slug.as_str()).collect();
+        let history = history::load(
+            self.store.as_ref(),
+            &self.owner_layout,
+            self.date,
+            &slugs,
+            self.full,
+        )
+        .await;
+        let listed: HashSet<&str> = slugs.iter().copied().collect();
+        let mut entries = history.unlisted_today(&listed);
+        if !entries.is_empty() {
+            tracing::info!(
+                kept = entries.len(),
+                "keeping the entries of today's earlier run for repositories not listed now"
+            );
+        }
         self.observer.listed(&repos);
 
-        let mut entries: Vec<RepoEntry> = futures::stream::iter(largest_first(repos))
-            .map(|repo| self.backup_one(repo))
+        let done: Vec<Done> = futures::stream::iter(largest_first(repos))
+            .map(|repo| self.backup_one(repo, &history))
             .buffer_unordered(self.jobs.max(1))
             .collect()
             .await;
@@ -165,6 +240,20 @@ impl Pipeline {
         if self.cancel.is_cancelled() {
             return Err(Error::Interrupted);
         }
+        let mut ran: Vec<RepoEntry> = Vec::with_capacity(done.len());
+        let mut failures = Vec::new();
+        for d in done {
+            if d.run.status == Status::Failed {
+                failures.push(Failure {
+                    full_name: d.run.full_name.clone(),
+                    error: d.run.error.clone().unwrap_or_default(),
+                    kept_earlier: d.manifest.status.has_bundle(),
+                });
+            }
+            entries.push(d.manifest);
+            ran.push(d.run);
+        }
+        failures.sort_by(|a, b| a.full_name.cmp(&b.full_name));
         entries.sort_by(|a, b| a.slug.cmp(&b.slug));
         let manifest = Manifest {
             format: manifest::FORMAT,
@@ -192,15 +281,23 @@ impl Pipeline {
             manifest_location: format!("{}/{}", self.store.location().trim_end_matches('/'), key),
             manifest,
             elapsed: started.elapsed(),
+            run: Summary::of(&ran),
+            failures,
         })
     }
 
-    async fn backup_one(&self, repo: RemoteRepo) -> RepoEntry {
+    async fn backup_one(&self, repo: RemoteRepo, history: &History) -> Done {
         let started = Instant::now();
+        if !self.cancel.is_cancelled() {
+            tracing::info!(repo = %repo.full_name, "backing up");
+            if let Some(done) = self.try_unchanged(&repo, history, started).await {
+                self.observer.finished(&done.run);
+                return done;
+            }
+        }
         let result = if self.cancel.is_cancelled() {
             Err("interrupted before it started".to_string())
         } else {
-            tracing::info!(repo = %repo.full_name, "backing up");
             self.try_backup_one(&repo).await
         };
         let mut entry = RepoEntry {
@@ -243,7 +340,21 @@ impl Pipeline {
             }
         }
         self.observer.finished(&entry);
-        entry
+        let manifest = match history.good_today(&repo.slug) {
+            Some(kept) if entry.status == Status::Failed => {
+                tracing::warn!(
+                    repo = %repo.full_name,
+                    key = kept.key.as_deref().unwrap_or(""),
+                    "keeping the bundle and entry of today's earlier run"
+                );
+                kept.clone()
+            }
+            _ => entry.clone(),
+        };
+        Done {
+            manifest,
+            run: entry,
+        }
     }
 
     /// `Ok(None)` for an empty repository. Errors are user-facing text (no secrets: the
@@ -293,68 +404,6 @@ impl Pipeline {
         self.upload_with_retries(repo, &key, &source, &info).await?;
         drop(tmp);
         Ok(Some((key, info)))
-    }
-
-    async fn fetch_with_retries(
-        &self,
-        repo: &RemoteRepo,
-        dir: &Path,
-    ) -> Result<mirror::Mirror, String> {
-        let mut delays = self.backoff();
-        let mut renewed = false;
-        let mut auth = self
-            .provider
-            .git_auth(false)
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            if dir.exists() {
-                let d = dir.to_path_buf();
-                let _ = blocking(move || std::fs::remove_dir_all(d)).await;
-            }
-            let (dir2, url, auth2, cancel, observer, slug) = (
-                dir.to_path_buf(),
-                repo.clone_url.clone(),
-                auth.clone(),
-                self.cancel.clone(),
-                self.observer.clone(),
-                repo.slug.clone(),
-            );
-            let result = blocking(move || {
-                let progress = |total: u64| observer.received(&slug, total);
-                mirror::fetch(
-                    &dir2,
-                    &FetchOptions {
-                        url: &url,
-                        auth: Some(&auth2),
-                        cancel: &cancel,
-                        on_progress: Some(&progress),
-                    },
-                )
-            })
-            .await?;
-            match result {
-                Ok(m) => return Ok(m),
-                Err(MirrorError::AuthRejected { .. }) if !renewed => {
-                    // Most likely the token expired between `git_auth` and the fetch.
-                    tracing::info!(repo = %repo.full_name, "git refused the token; renewing it once");
-                    renewed = true;
-                    auth = self
-                        .provider
-                        .git_auth(true)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                Err(e) if !e.is_transient() => return Err(format!("mirror: {e}")),
-                Err(e) => match delays.next() {
-                    Some(delay) if !self.cancel.is_cancelled() => {
-                        tracing::warn!(repo = %repo.full_name, error = %e, retry_in = ?delay, "fetch failed; retrying");
-                        self.pause(delay).await;
-                    }
-                    _ => return Err(format!("mirror: {e}")),
-                },
-            }
-        }
     }
 
     async fn upload_with_retries(
@@ -422,45 +471,9 @@ fn largest_first(mut repos: Vec<RemoteRepo>) -> Vec<RemoteRepo> {
     repos
 }
 
-/// Runs blocking git work off the async threads. A panic inside becomes this repository's
-/// error instead of taking the run down.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("internal error: {e}"))
-}
-
-/// A temp dir only we can read (0700): a mirror is a full copy of private source code.
-pub(crate) fn make_private_tempdir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
-    std::fs::create_dir_all(parent)?;
-    let mut b = tempfile::Builder::new();
-    b.prefix("git-offsite-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        b.permissions(std::fs::Permissions::from_mode(0o700));
-    }
-    b.tempdir_in(parent)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(unix)]
-    #[test]
-    fn temp_dirs_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let parent = tempfile::tempdir().unwrap();
-        let d = make_private_tempdir(&parent.path().join("nested")).unwrap();
-        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        let p = d.path().to_path_buf();
-        drop(d);
-        assert!(!p.exists());
-    }
 
     #[test]
     fn largest_repositories_start_first_and_ties_keep_listing_order() {

@@ -1,0 +1,153 @@
+//! libgit2 work for the pipeline: off the async threads, with the one retry policy.
+//!
+//! Both git operations (the full fetch and the refs-only listing that decides whether a
+//! repository changed) run inside `spawn_blocking` (libgit2 blocks, and a panic there must
+//! become one repository's error, not the run's), take credentials only from the provider,
+//! renew a refused token once (tokens expire mid-run on long backups: renewing more often
+//! would hammer a server that really says no), and retry transient failures with the
+//! pipeline's backoff. The mirrors live in private temp dirs: a mirror is a full copy of
+//! private source code.
+
+use std::path::Path;
+
+use super::Pipeline;
+use crate::mirror::{self, FetchOptions, LsRemoteOptions, MirrorError, RemoteRefs};
+use crate::provider::{GitAuth, RemoteRepo};
+
+impl Pipeline {
+    pub(super) async fn fetch_with_retries(
+        &self,
+        repo: &RemoteRepo,
+        dir: &Path,
+    ) -> Result<mirror::Mirror, String> {
+        self.git_with_retries(repo, "mirror", "fetch", |auth| {
+            let (dir, url, cancel, observer, slug) = (
+                dir.to_path_buf(),
+                repo.clone_url.clone(),
+                self.cancel.clone(),
+                self.observer.clone(),
+                repo.slug.clone(),
+            );
+            move || {
+                // A failed attempt may have left a half-written mirror.
+                if dir.exists() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                let progress = |total: u64| observer.received(&slug, total);
+                mirror::fetch(
+                    &dir,
+                    &FetchOptions {
+                        url: &url,
+                        auth: Some(&auth),
+                        cancel: &cancel,
+                        on_progress: Some(&progress),
+                    },
+                )
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn ls_remote_with_retries(
+        &self,
+        repo: &RemoteRepo,
+    ) -> Result<RemoteRefs, String> {
+        self.git_with_retries(repo, "ls-remote", "listing refs", |auth| {
+            let (url, cancel) = (repo.clone_url.clone(), self.cancel.clone());
+            move || {
+                mirror::ls_remote(&LsRemoteOptions {
+                    url: &url,
+                    auth: Some(&auth),
+                    cancel: &cancel,
+                })
+            }
+        })
+        .await
+    }
+
+    /// Runs a libgit2 operation off the async threads with the git credentials: a refused
+    /// token is renewed once (it most likely expired between `git_auth` and the request),
+    /// transient failures are retried with backoff. `op(auth)` builds one attempt.
+    pub(super) async fn git_with_retries<T, G>(
+        &self,
+        repo: &RemoteRepo,
+        what: &str,
+        doing: &str,
+        op: impl Fn(GitAuth) -> G,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        G: FnOnce() -> Result<T, MirrorError> + Send + 'static,
+    {
+        let mut delays = self.backoff();
+        let mut renewed = false;
+        let mut auth = self
+            .provider
+            .git_auth(false)
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match blocking(op(auth.clone())).await? {
+                Ok(m) => return Ok(m),
+                Err(MirrorError::AuthRejected { .. }) if !renewed => {
+                    tracing::info!(repo = %repo.full_name, "git refused the token; renewing it once");
+                    renewed = true;
+                    auth = self
+                        .provider
+                        .git_auth(true)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(e) if !e.is_transient() => return Err(format!("{what}: {e}")),
+                Err(e) => match delays.next() {
+                    Some(delay) if !self.cancel.is_cancelled() => {
+                        tracing::warn!(repo = %repo.full_name, error = %e, retry_in = ?delay, "{doing} failed; retrying");
+                        self.pause(delay).await;
+                    }
+                    _ => return Err(format!("{what}: {e}")),
+                },
+            }
+        }
+    }
+}
+
+/// Runs blocking git work off the async threads. A panic inside becomes this repository's
+/// error instead of taking the run down.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("internal error: {e}"))
+}
+
+/// A temp dir only we can read (0700): a mirror is a full copy of private source code.
+pub(crate) fn make_private_tempdir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(parent)?;
+    let mut b = tempfile::Builder::new();
+    b.prefix("git-offsite-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    b.tempdir_in(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn temp_dirs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let d = make_private_tempdir(&parent.path().join("nested")).unwrap();
+        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let p = d.path().to_path_buf();
+        drop(d);
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,271 @@
+//! The OAuth consumer's key and secret: where each may come from, and in which order.
+
+use std::path::Path;
+
+use super::{ConfigError, CredentialRefs};
+use crate::cli::BitbucketArgs;
+use crate::secret::Secret;
+
+/// An OAuth consumer's key and secret, and where each came from (for messages; never the value).
+#[derive(Debug, Clone)]
+pub struct ConsumerCredentials {
+    pub key: String,
+    pub secret: Secret,
+    pub key_source: &'static str,
+    pub secret_source: &'static str,
+}
+
+/// Credentials as stored by `git-offsite login`.
+#[derive(Debug, Clone, Default)]
+pub struct StoredCredentials {
+    pub key: Option<String>,
+    pub secret: Option<Secret>,
+}
+
+/// Works out the consumer key and secret, each on its own, first found wins:
+/// flag, (secret only) `--consumer-secret-file`, environment, the config file's references
+/// (`refs`, most specific first: the `[[source]]`, then `[bitbucket]`), the stored credentials.
+/// `Ok(None)` when neither is found anywhere (the caller may prompt);
+/// an error when only one of the two is found.
+pub fn resolve_consumer(
+    args: &BitbucketArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    refs: &[CredentialRefs],
+    stored: &StoredCredentials,
+) -> Result<Option<ConsumerCredentials>, ConfigError> {
+    let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let named = |what: &'static str, var: &str| {
+        nonempty(env(var)).ok_or_else(|| ConfigError::UnsetVariable {
+            what,
+            var: var.to_string(),
+        })
+    };
+
+    let mut key = nonempty(args.consumer_key.clone())
+        .map(|k| (k, "--consumer-key"))
+        .or_else(|| nonempty(env("BITBUCKET_CONSUMER_KEY")).map(|k| (k, "BITBUCKET_CONSUMER_KEY")));
+    for r in refs {
+        if key.is_some() {
+            break;
+        }
+        if let Some(k) = nonempty(r.consumer_key.clone()) {
+            key = Some((k, "the config file"));
+        } else if let Some(var) = &r.consumer_key_env {
+            key = Some((
+                named("consumer_key_env", var)?,
+                "the config file's consumer_key_env",
+            ));
+        }
+    }
+    let key = key.or_else(|| stored.key.clone().map(|k| (k, "the stored credentials")));
+
+    let mut secret = match (&args.consumer_secret, &args.consumer_secret_file) {
+        (Some(s), _) if !s.is_empty() => Some((Secret::new(s.clone()), "--consumer-secret")),
+        (_, Some(path)) => Some((read_secret_file(path)?, "--consumer-secret-file")),
+        _ => nonempty(env("BITBUCKET_CONSUMER_SECRET"))
+            .map(|s| (Secret::new(s), "BITBUCKET_CONSUMER_SECRET")),
+    };
+    for r in refs {
+        if secret.is_some() {
+            break;
+        }
+        if let Some(path) = &r.consumer_secret_file {
+            secret = Some((
+                read_secret_file(path)?,
+                "the config file's consumer_secret_file",
+            ));
+        } else if let Some(var) = &r.consumer_secret_env {
+            secret = Some((
+                Secret::new(named("consumer_secret_env", var)?),
+                "the config file's consumer_secret_env",
+            ));
+        }
+    }
+    let secret = secret.or_else(|| stored.secret.clone().map(|s| (s, "the stored credentials")));
+
+    match (key, secret) {
+        (Some((key, key_source)), Some((secret, secret_source))) => Ok(Some(ConsumerCredentials {
+            key,
+            secret,
+            key_source,
+            secret_source,
+        })),
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(ConfigError::MissingCredentials { missing: "key" }),
+        (Some(_), None) => Err(ConfigError::MissingCredentials { missing: "secret" }),
+    }
+}
+
+/// Reads a secret from a file, trimming the trailing newline `echo` and editors add.
+pub fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        what: "--consumer-secret-file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(ConfigError::EmptyFile {
+            what: "consumer secret",
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::env_of;
+
+    fn bb(key: Option<&str>, secret: Option<&str>, file: Option<&Path>) -> BitbucketArgs {
+        BitbucketArgs {
+            consumer_key: key.map(String::from),
+            consumer_secret: secret.map(String::from),
+            consumer_secret_file: file.map(Path::to_path_buf),
+            bitbucket_api_url: None,
+            bitbucket_token_url: None,
+        }
+    }
+
+    #[test]
+    fn flags_beat_file_beat_env_beat_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let env = env_of(&[
+            ("BITBUCKET_CONSUMER_KEY", "env-key"),
+            ("BITBUCKET_CONSUMER_SECRET", "env-secret"),
+        ]);
+        let stored = StoredCredentials {
+            key: Some("stored-key".into()),
+            secret: Some(Secret::new("stored-secret")),
+        };
+
+        let c = resolve_consumer(&bb(Some("k"), Some("s"), Some(&file)), &env, &[], &stored)
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.key.as_str(), c.secret.expose()), ("k", "s"));
+
+        let c = resolve_consumer(&bb(None, None, Some(&file)), &env, &[], &stored)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("env-key", "from-file")
+        );
+        assert_eq!(c.secret_source, "--consumer-secret-file");
+
+        let c = resolve_consumer(&bb(None, None, None), &env, &[], &stored)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("env-key", "env-secret")
+        );
+
+        let c = resolve_consumer(&bb(None, None, None), &env_of(&[]), &[], &stored)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("stored-key", "stored-secret")
+        );
+
+        assert!(
+            resolve_consumer(
+                &bb(None, None, None),
+                &env_of(&[]),
+                &[],
+                &StoredCredentials::default()
+            )
+            .unwrap()
+            .is_none()
+        );
+        let half = resolve_consumer(
+            &bb(Some("k"), None, None),
+            &env_of(&[]),
+            &[],
+            &StoredCredentials::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            half.contains("secret") && half.contains("BITBUCKET_CONSUMER_SECRET"),
+            "{half}"
+        );
+    }
+
+    #[test]
+    fn config_file_references_sit_between_env_and_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s");
+        std::fs::write(&file, "file-secret").unwrap();
+        let source = CredentialRefs {
+            consumer_key_env: Some("SRC_KEY".into()),
+            consumer_secret_file: Some(file.clone()),
+            ..CredentialRefs::default()
+        };
+        let global = CredentialRefs {
+            consumer_key: Some("global-key".into()),
+            consumer_secret_env: Some("GLOBAL_SECRET".into()),
+            ..CredentialRefs::default()
+        };
+        let stored = StoredCredentials {
+            key: Some("stored-key".into()),
+            secret: Some(Secret::new("stored-secret")),
+        };
+        let env = env_of(&[("SRC_KEY", "src-key"), ("GLOBAL_SECRET", "global-secret")]);
+        let c = resolve_consumer(
+            &bb(None, None, None),
+            &env,
+            &[source.clone(), global.clone()],
+            &stored,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("src-key", "file-secret")
+        );
+        let c = resolve_consumer(
+            &bb(None, None, None),
+            &env,
+            std::slice::from_ref(&global),
+            &stored,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.secret.expose()),
+            ("global-key", "global-secret")
+        );
+        // Env beats the file.
+        let env2 = env_of(&[
+            ("BITBUCKET_CONSUMER_KEY", "env-key"),
+            ("GLOBAL_SECRET", "g"),
+        ]);
+        let c = resolve_consumer(&bb(None, None, None), &env2, &[global], &stored)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.key, "env-key");
+        // A reference to an unset variable is an error naming it, not a silent fallback.
+        let e = resolve_consumer(&bb(None, None, None), &env_of(&[]), &[source], &stored)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SRC_KEY"), "{e}");
+    }
+
+    #[test]
+    fn empty_or_missing_secret_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = read_secret_file(&empty).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = read_secret_file(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--consumer-secret-file"), "{e}");
+    }
+}
