@@ -465,3 +465,63 @@ async fn ctrl_c_removes_the_unfinished_restore() {
     assert_only(&parent, &[]);
     assert!(env.tmp_leftovers().is_empty(), "{:?}", env.tmp_leftovers());
 }
+
+/// The real incremental backup in reference mode: day 2's entries are `unchanged` and point at
+/// day 1's bundles. `verify --date all --deep` and `restore --date <day 2>` follow them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_mode_snapshot_verifies_and_restores() {
+    let env = TestEnv::new().await;
+    let sources = fixtures(&env);
+    let dest = Dest::Local(env.path().join("backups"));
+    dest.backup(&env, DAY1).await;
+    let arg = dest.arg();
+    dest.run(
+        &env,
+        &[
+            "backup",
+            "--owner",
+            OWNER,
+            "--dest",
+            &arg,
+            "--date",
+            DAY2,
+            "--unchanged",
+            "reference",
+        ],
+    )
+    .await
+    .expect_code(0);
+    let manifest = dest.manifest(DAY2).await;
+    for r in manifest["repositories"].as_array().unwrap() {
+        if r["slug"] != "hollow" {
+            assert_eq!(r["status"], "unchanged", "{r}");
+            assert_eq!(
+                r["key"],
+                dest.key(DAY1, &format!("{}.bundle", r["slug"].as_str().unwrap()))
+            );
+        }
+    }
+    let run = dest
+        .read_command(&env, "verify", &["--date", "all", "--deep"])
+        .await;
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("a reference to the bundle of {DAY1}")),
+        "{}",
+        run.stdout
+    );
+
+    let out = env.path().join("restored");
+    let run = dest
+        .read_command(
+            &env,
+            "restore",
+            &["--all", "--date", DAY2, "--to", out.to_str().unwrap()],
+        )
+        .await;
+    run.expect_code(0);
+    for (slug, (source, branch)) in &sources {
+        assert_restored(&out.join(slug), source, branch, false);
+    }
+}
