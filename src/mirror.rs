@@ -268,13 +268,13 @@ fn credential_callbacks<'a>(
 }
 
 /// libgit2 ignores the environment's proxy settings unless told to read them.
-fn proxy_from_env() -> ProxyOptions<'static> {
+pub(crate) fn proxy_from_env() -> ProxyOptions<'static> {
     let mut proxy = ProxyOptions::new();
     proxy.auto();
     proxy
 }
 
-fn auth_error(message: &str) -> git2::Error {
+pub(crate) fn auth_error(message: &str) -> git2::Error {
     git2::Error::new(ErrorCode::Auth, ErrorClass::Http, message)
 }
 
@@ -330,7 +330,7 @@ fn is_network(e: &git2::Error, message: &str) -> bool {
 }
 
 /// The URL as it may appear in errors: without a password even if a caller slipped one in.
-fn display_url(url: &Url) -> String {
+pub(crate) fn display_url(url: &Url) -> String {
     let mut shown = url.clone();
     if shown.password().is_some() {
         let _ = shown.set_password(None);
@@ -340,7 +340,7 @@ fn display_url(url: &Url) -> String {
 
 /// Belt and braces: the token never reaches libgit2 except through the callback, but if some
 /// server echoed it back into an error message it must still not reach a log.
-fn scrub(message: &str, secret: &str) -> String {
+pub(crate) fn scrub(message: &str, secret: &str) -> String {
     if secret.is_empty() {
         message.to_owned()
     } else {

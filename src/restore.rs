@@ -32,7 +32,7 @@ use crate::config::DateChoice;
 use crate::layout::OwnerLayout;
 use crate::manifest::{Manifest, RepoEntry, Status};
 use crate::store::{Store, StoreError};
-use crate::verify::bundle_fields;
+use crate::verify::promise::bundle_fields;
 
 /// The reflog message of every ref a restore writes.
 const REFLOG: &str = "git-offsite restore";

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::layout::OwnerLayout;
 use crate::manifest::{RepoEntry, Status};
 use crate::restore::{self, RestoreError, Restored, Restorer, push};
-use crate::verify::human;
+use crate::verify::{count, human};
 
 const CLEANUP: &str = "the unfinished restore was removed";
 
@@ -106,11 +106,7 @@ async fn restore_and_push(
         restored.refs.clone(),
         restorer.cancel.clone(),
     );
-    let shown = {
-        let mut u = url.clone();
-        let _ = u.set_password(None);
-        u.to_string()
-    };
+    let shown = crate::mirror::display_url(&url);
     tracing::info!(repository = %entry.slug, to = %shown, refs = refs.len(), "pushing");
     let pushed = blocking(move || push::push(&git_dir, &url, &auth, &refs, &cancel))
         .await
@@ -126,15 +122,12 @@ fn describe(slug: &str, r: &Restored) -> String {
         (Some(h), false) => format!(", HEAD {h}"),
         (None, _) => ", no default branch".to_string(),
     };
-    let refs = match r.refs.len() {
-        1 => "1 ref".to_string(),
-        n => format!("{n} refs"),
-    };
     format!(
-        "restored `{slug}` from {} ({}) into {}: {refs}{head}",
+        "restored `{slug}` from {} ({}) into {}: {}{head}",
         r.date,
         human(r.size),
         r.dir.display(),
+        count(r.refs.len() as u64, "ref"),
     )
 }
 

@@ -20,12 +20,11 @@
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 
-use git2::{
-    Cred, CredentialType, ErrorClass, ErrorCode, ProxyOptions, RemoteCallbacks, Repository,
-};
+use git2::{Cred, CredentialType, ErrorCode, RemoteCallbacks, Repository};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::mirror::{auth_error, display_url, proxy_from_env, scrub};
 use crate::secret::Secret;
 
 /// Where push credentials come from.
@@ -134,10 +133,9 @@ pub fn push(
     });
     callbacks.sideband_progress(|_| !cancel.is_cancelled());
 
-    let mut proxy = ProxyOptions::new();
-    proxy.auto();
     let mut opts = git2::PushOptions::new();
-    opts.remote_callbacks(callbacks).proxy_options(proxy);
+    opts.remote_callbacks(callbacks)
+        .proxy_options(proxy_from_env());
     let specs: Vec<String> = refs.iter().map(|r| format!("+{r}:{r}")).collect();
     let pushed = remote.push(&specs, Some(&mut opts));
     drop(opts);
@@ -183,37 +181,9 @@ pub fn push(
     Ok(refs.len())
 }
 
-fn auth_error(message: &str) -> git2::Error {
-    git2::Error::new(ErrorCode::Auth, ErrorClass::Http, message)
-}
-
-/// The URL as it may appear in messages: never with a password (the config refuses one, but
-/// this must hold whoever calls).
-fn display_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_password(None);
-    shown.to_string()
-}
-
-/// A server echoing the password back into an error must not put it into a log.
-fn scrub(message: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        message.to_owned()
-    } else {
-        message.replace(secret, "***")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_and_messages_never_show_the_password() {
-        let url = Url::parse("https://bob:hunter2@example.com/a/b.git").unwrap();
-        assert_eq!(display_url(&url), "https://bob@example.com/a/b.git");
-        assert_eq!(scrub("bad: hunter2", "hunter2"), "bad: ***");
-    }
 
     /// A local bare repository accepts pushes over the file transport; pushing twice must be
     /// refused the second time (the remote is no longer empty), and nothing is overwritten.
