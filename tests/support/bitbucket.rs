@@ -1149,13 +1149,7 @@ async fn serve_git(
         _ => false,
     };
     if !authorised {
-        bump(&s.counters.unauthorized);
-        let mut resp = text(StatusCode::UNAUTHORIZED, GIT_DENIED);
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(GIT_REALM),
-        );
-        return resp;
+        return git_unauthorized(&s);
     }
     // Read-only for listed repositories: no push, and no dumb-HTTP fallback (bitbucket.org
     // has neither for an OAuth read token).
@@ -1187,13 +1181,10 @@ async fn serve_git(
     }
     let path_info = format!("/{workspace}/{slug}.git/{tail}");
     let method = if body.is_some() { "POST" } else { "GET" };
-    match run_cgi(&s, &path_info, method, &query, &headers, body, guard).await {
-        Ok(resp) => resp,
-        Err(message) => {
-            bump(&s.counters.server_errors);
-            text(StatusCode::INTERNAL_SERVER_ERROR, &message)
-        }
-    }
+    cgi_response(
+        &s,
+        run_cgi(&s, &path_info, method, &query, &headers, body, guard).await,
+    )
 }
 
 /// A push target: Basic `user:password` or 401, then `git-receive-pack` only.
@@ -1211,13 +1202,7 @@ async fn serve_push(
     (user, password): (&str, &str),
 ) -> Response {
     if basic_auth(headers).is_none_or(|(u, p)| u != user || p != password) {
-        bump(&s.counters.unauthorized);
-        let mut resp = text(StatusCode::UNAUTHORIZED, GIT_DENIED);
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(GIT_REALM),
-        );
-        return resp;
+        return git_unauthorized(&s);
     }
     let receive = match tail {
         "info/refs" => service == Some("git-receive-pack"),
@@ -1229,13 +1214,29 @@ async fn serve_push(
     bump(&s.counters.push_requests);
     let path_info = format!("/{workspace}/{slug}.git/{tail}");
     let method = if body.is_some() { "POST" } else { "GET" };
-    match run_cgi(&s, &path_info, method, query, headers, body, guard).await {
-        Ok(resp) => resp,
-        Err(message) => {
-            bump(&s.counters.server_errors);
-            text(StatusCode::INTERNAL_SERVER_ERROR, &message)
-        }
-    }
+    cgi_response(
+        &s,
+        run_cgi(&s, &path_info, method, query, headers, body, guard).await,
+    )
+}
+
+/// A git 401 with Bitbucket's Basic challenge (git sends credentials only after one), counted.
+fn git_unauthorized(s: &Shared) -> Response {
+    bump(&s.counters.unauthorized);
+    let mut resp = text(StatusCode::UNAUTHORIZED, GIT_DENIED);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(GIT_REALM),
+    );
+    resp
+}
+
+/// The CGI's response, or a counted 500 saying why there is none.
+fn cgi_response(s: &Shared, result: Result<Response, String>) -> Response {
+    result.unwrap_or_else(|message| {
+        bump(&s.counters.server_errors);
+        text(StatusCode::INTERNAL_SERVER_ERROR, &message)
+    })
 }
 
 /// Runs `git http-backend` for one request, streaming the request body into it and its
