@@ -17,6 +17,12 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// `--dest`, else the config file's `dest`, else `./backup`: the same for every command,
+    /// so whatever wrote a backup reads it back with the same settings.
+    pub fn choose(flag: Option<&str>, file: &super::FileConfig) -> Result<Self, ConfigError> {
+        Self::parse(flag.or(file.dest.as_deref()).unwrap_or("./backup"))
+    }
+
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = match rest.split_once('/') {

@@ -329,14 +329,9 @@ impl BackupConfig {
             .or_else(|| file.tmp_dir.as_deref().map(|p| file.resolve(p)))
             .unwrap_or_else(std::env::temp_dir);
         let (retries, retry_delay) = retry_settings(&args.retry, file)?;
-        let dest = args
-            .dest
-            .as_deref()
-            .or(file.dest.as_deref())
-            .unwrap_or("./backup");
         Ok(Self {
             sources: sources(args.owner.as_deref(), &args.filter, file)?,
-            dest: Destination::parse(dest)?,
+            dest: Destination::choose(args.dest.as_deref(), file)?,
             date: parse_date(args.date.as_deref())?,
             jobs,
             dry_run: args.dry_run,

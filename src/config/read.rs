@@ -42,14 +42,9 @@ impl ReadConfig {
             }
         };
         check_owner(&owner)?;
-        let dest = args
-            .dest
-            .as_deref()
-            .or(file.dest.as_deref())
-            .unwrap_or("./backup");
         Ok(Self {
             owner,
-            dest: Destination::parse(dest)?,
+            dest: Destination::choose(args.dest.as_deref(), file)?,
             s3: S3Settings::new(&args.s3, file, env)?,
         })
     }

@@ -27,7 +27,6 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_bucket::HeadBucketError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
@@ -36,7 +35,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use self::body::source_body;
-use self::errors::{chain, redact_userinfo};
+use self::errors::redact_userinfo;
 use super::{Download, Key, Listing, ObjectMeta, PutOptions, Source, Store, StoreError};
 
 mod body;
@@ -330,28 +329,14 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
-                return Err(StoreError::NotFound {
-                    key: key.to_string(),
-                });
-            }
-            Err(e) => return Err(self.error("GetObject", Some(key.as_str()), e)),
-        };
-        let body = out.body.collect().await.map_err(|e| StoreError::Request {
-            op: "GetObject",
-            key: self.target(Some(key.as_str())),
-            message: format!("reading the body: {}", chain(&e)),
-        })?;
-        Ok(body.into_bytes())
+        use futures::TryStreamExt;
+        let download = self.download(key).await?;
+        let mut body = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
+        let mut stream = download.stream;
+        while let Some(chunk) = stream.try_next().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
     }
 
     async fn get_stream(&self, key: &Key) -> Result<Download, StoreError> {

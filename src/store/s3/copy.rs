@@ -4,12 +4,12 @@
 //! metadata, so it is read from the source and set on the new upload. Like any multipart
 //! upload it ends completed or aborted.
 
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::S3Store;
-use super::multipart::{AbortOnDrop, Part, PartPlan};
+use super::multipart::{Part, PartPlan};
 use crate::store::{Key, Store, StoreError};
 
 /// S3's limit for CopyObject; larger objects are copied in parts.
@@ -67,61 +67,19 @@ impl S3Store {
                 message,
             },
         )?;
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(to.as_str())
-            .set_content_type(head.content_type().map(str::to_owned))
-            .set_metadata(head.metadata().cloned())
-            .send()
-            .await
-            .map_err(|e| self.error("CreateMultipartUpload", Some(to.as_str()), e))?;
-        let upload_id = created.upload_id().ok_or_else(|| StoreError::Request {
-            op: "CreateMultipartUpload",
-            key: self.target(Some(to.as_str())),
-            message: "the response carried no upload id".into(),
-        })?;
-        let mut guard = AbortOnDrop::new(self, to.as_str(), upload_id);
-        let result = self
-            .or_cancelled(to, self.copy_parts_and_complete(from, to, &plan, upload_id))
-            .await;
-        if result.is_err()
-            && let Err(e) = self.abort(to.as_str(), upload_id).await
-        {
-            tracing::warn!(key = %to, error = %e, "could not abort the failed copy; the next run sweeps it");
-        }
-        guard.disarm();
-        result
-    }
-
-    async fn copy_parts_and_complete(
-        &self,
-        from: &Key,
-        to: &Key,
-        plan: &PartPlan,
-        upload_id: &str,
-    ) -> Result<(), StoreError> {
-        let mut parts: Vec<CompletedPart> = futures::stream::iter(plan.parts())
-            .map(|part| self.copy_part(from, to, upload_id, part))
-            .buffer_unordered(self.parts_in_flight)
-            .try_collect()
-            .await?;
-        parts.sort_by_key(|p| p.part_number());
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(to.as_str())
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.error("CompleteMultipartUpload", Some(to.as_str()), e))?;
-        Ok(())
+        self.multipart_upload(
+            to,
+            head.content_type().map(str::to_owned),
+            head.metadata().cloned(),
+            |upload_id| async move {
+                futures::stream::iter(plan.parts())
+                    .map(|part| self.copy_part(from, to, &upload_id, part))
+                    .buffer_unordered(self.parts_in_flight)
+                    .try_collect()
+                    .await
+            },
+        )
+        .await
     }
 
     async fn copy_part(

@@ -2,6 +2,7 @@
 //! and making sure every upload ends completed or aborted (S3 bills the parts of an open
 //! upload until someone aborts it), plus the sweep for uploads a crashed run left open.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
@@ -29,13 +30,43 @@ impl S3Store {
                 message,
             }
         })?;
+        self.multipart_upload(
+            key,
+            opts.content_type.clone(),
+            metadata(opts),
+            |upload_id| async move {
+                futures::stream::iter(plan.parts())
+                    .map(|part| self.upload_part(key, source, &upload_id, part, opts))
+                    .buffer_unordered(self.parts_in_flight)
+                    .try_collect()
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// One multipart upload from start to end: create it, let `parts` send every part (given
+    /// the upload id), complete it. From creation on it ends completed or aborted: errors and
+    /// cancellation abort here (awaited, so the caller can rely on it), and a guard aborts from
+    /// a spawned task if this future is dropped. Shared by uploads and server-side copies.
+    pub(super) async fn multipart_upload<F, Fut>(
+        &self,
+        key: &Key,
+        content_type: Option<String>,
+        metadata: Option<HashMap<String, String>>,
+        parts: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<Vec<CompletedPart>, StoreError>>,
+    {
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .set_content_type(opts.content_type.clone())
-            .set_metadata(metadata(opts))
+            .set_content_type(content_type)
+            .set_metadata(metadata)
             .send()
             .await
             .map_err(|e| self.error("CreateMultipartUpload", Some(key.as_str()), e))?;
@@ -44,14 +75,26 @@ impl S3Store {
             key: self.target(Some(key.as_str())),
             message: "the response carried no upload id".into(),
         })?;
-        // From here on the upload must end completed or aborted. Errors and cancellation abort
-        // below (awaited, so the caller can rely on it); the guard covers a dropped future.
         let mut guard = AbortOnDrop::new(self, key.as_str(), upload_id);
         let result = self
-            .or_cancelled(
-                key,
-                self.upload_parts_and_complete(key, source, &plan, upload_id, opts),
-            )
+            .or_cancelled(key, async {
+                let mut parts = parts(upload_id.to_string()).await?;
+                parts.sort_by_key(|p| p.part_number());
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key.as_str())
+                    .upload_id(upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| self.error("CompleteMultipartUpload", Some(key.as_str()), e))?;
+                Ok(())
+            })
             .await;
         if result.is_err()
             && let Err(e) = self.abort(key.as_str(), upload_id).await
@@ -62,36 +105,6 @@ impl S3Store {
         // guard still sends one.
         guard.disarm();
         result
-    }
-
-    async fn upload_parts_and_complete(
-        &self,
-        key: &Key,
-        source: &Source,
-        plan: &PartPlan,
-        upload_id: &str,
-        opts: &PutOptions,
-    ) -> Result<(), StoreError> {
-        let mut parts: Vec<CompletedPart> = futures::stream::iter(plan.parts())
-            .map(|part| self.upload_part(key, source, upload_id, part, opts))
-            .buffer_unordered(self.parts_in_flight)
-            .try_collect()
-            .await?;
-        parts.sort_by_key(|p| p.part_number());
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.error("CompleteMultipartUpload", Some(key.as_str()), e))?;
-        Ok(())
     }
 
     async fn upload_part(
