@@ -231,9 +231,14 @@ impl Pipeline {
         }
         self.observer.listed(&repos);
 
+        // Two limits: comparing refs and copying an unchanged bundle are a few small requests,
+        // so many repositories may be at that step at once; a clone, a bundle and an upload
+        // (CPU, temp disk, bandwidth) take one of the `jobs` permits. The semaphore is fair,
+        // so full backups still start largest first.
+        let heavy = tokio::sync::Semaphore::new(self.jobs.max(1));
         let done: Vec<Done> = futures::stream::iter(largest_first(repos))
-            .map(|repo| self.backup_one(repo, &history))
-            .buffer_unordered(self.jobs.max(1))
+            .map(|repo| self.backup_one(repo, &history, &heavy))
+            .buffer_unordered(compare_in_flight(self.jobs))
             .collect()
             .await;
 
@@ -286,7 +291,12 @@ impl Pipeline {
         })
     }
 
-    async fn backup_one(&self, repo: RemoteRepo, history: &History) -> Done {
+    async fn backup_one(
+        &self,
+        repo: RemoteRepo,
+        history: &History,
+        heavy: &tokio::sync::Semaphore,
+    ) -> Done {
         let started = Instant::now();
         if !self.cancel.is_cancelled() {
             tracing::info!(repo = %repo.full_name, "backing up");
@@ -295,11 +305,16 @@ impl Pipeline {
                 return done;
             }
         }
-        let result = if self.cancel.is_cancelled() {
+        let permit = tokio::select! {
+            p = heavy.acquire() => p.ok(),
+            () = self.cancel.cancelled() => None,
+        };
+        let result = if self.cancel.is_cancelled() || permit.is_none() {
             Err("interrupted before it started".to_string())
         } else {
             self.try_backup_one(&repo).await
         };
+        drop(permit);
         let mut entry = RepoEntry {
             slug: repo.slug.clone(),
             full_name: repo.full_name.clone(),
@@ -460,6 +475,12 @@ fn is_transient(e: &StoreError) -> bool {
         e,
         StoreError::Unreachable { .. } | StoreError::Request { .. }
     )
+}
+
+/// Repositories at the ref-comparison step at once: a few times the clone jobs, since the step
+/// is latency (one ref advertisement, a server-side copy), not CPU, disk or bandwidth.
+fn compare_in_flight(jobs: usize) -> usize {
+    (jobs.max(1) * 4).clamp(8, 32)
 }
 
 /// The order repositories are started in: largest first, as the hosting service reports sizes
