@@ -5,23 +5,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::support::bitbucket::{ConsumerOpts, Fault, RepoOpts, Route};
+use crate::support::git::refs_of;
 use crate::support::git::{big_repo, empty_repo, git, rich_repo, simple_repo};
 use crate::support::harness::{SECRET, TestEnv};
+use crate::support::readback::{entry, sha256_hex};
 use crate::support::s3::TestS3;
 
 const DATE: &str = "2026-11-24";
-
-/// Every ref of a repository, `refname → oid`, as stock git sees it.
-fn refs_of(repo: &Path) -> BTreeMap<String, String> {
-    git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(r, o)| (r.to_string(), o.to_string()))
-        .collect()
-}
 
 /// Reads a bundle back the way an operator would on a bad day: `git bundle verify`, then a
 /// mirror clone compared ref-for-ref with the source, then a normal clone that must check out
@@ -76,19 +68,6 @@ fn assert_bundle_restores(bundle: &Path, source: &Path, default_branch: &str, sc
         )
         .trim()
     );
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn entry<'a>(manifest: &'a Value, slug: &str) -> &'a Value {
-    manifest["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["slug"] == slug)
-        .unwrap_or_else(|| panic!("{slug} not in manifest"))
 }
 
 /// The acceptance test of the issue: >100 repositories (pagination), an empty one, one whose

@@ -10,22 +10,15 @@ use git_offsite::store::{Key, Store};
 use serde_json::Value;
 
 use crate::support::bitbucket::{Fault, RepoOpts, Route};
+use crate::support::git::refs_of;
 use crate::support::git::{git, simple_repo};
 use crate::support::harness::{Run, SECRET, TestEnv};
+use crate::support::readback::entry;
 use crate::support::s3::TestS3;
 
 const DAY1: &str = "2026-11-24";
 const DAY2: &str = "2026-11-25";
 const DAY3: &str = "2026-11-26";
-
-/// Every ref of a repository, `refname → oid`, as stock git sees it.
-fn refs_of(repo: &Path) -> BTreeMap<String, String> {
-    git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(r, o)| (r.to_string(), o.to_string()))
-        .collect()
-}
 
 fn head_of(repo: &Path) -> String {
     git(repo, &["symbolic-ref", "HEAD"]).trim().to_string()
@@ -148,15 +141,6 @@ async fn backup(env: &TestEnv, dest: &Dest<'_>, date: &str, extra: &[&str]) -> R
         env.tmp_leftovers()
     );
     run
-}
-
-fn entry<'a>(manifest: &'a Value, slug: &str) -> &'a Value {
-    manifest["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["slug"] == slug)
-        .unwrap_or_else(|| panic!("{slug} not in manifest:\n{manifest:#}"))
 }
 
 fn refs_field(e: &Value) -> BTreeMap<String, String> {

@@ -230,6 +230,15 @@ pub fn rich_repo(dir: &Path, name: &str) -> PathBuf {
 
 /// Every ref of `repo` with the object it points to, plus `HEAD` with its symbolic target
 /// (`refs/heads/trunk`), or the commit id when HEAD is detached. A mirror must reproduce this map.
+/// Every ref of a repository, `refname → oid`, as stock git sees it (no HEAD).
+pub fn refs_of(repo: &Path) -> BTreeMap<String, String> {
+    git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(r, o)| (r.to_string(), o.to_string()))
+        .collect()
+}
+
 pub fn show_refs(repo: &Path) -> BTreeMap<String, String> {
     let mut refs: BTreeMap<String, String> =
         git(repo, &["for-each-ref", "--format=%(objectname) %(refname)"])

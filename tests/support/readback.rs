@@ -128,6 +128,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The manifest entry of `slug`, mutable.
+/// A repository's entry in a manifest read as JSON.
+pub fn entry<'a>(manifest: &'a Value, slug: &str) -> &'a Value {
+    manifest["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["slug"] == slug)
+        .unwrap_or_else(|| panic!("{slug} not in manifest:\n{manifest:#}"))
+}
+
 pub fn entry_mut<'a>(manifest: &'a mut Value, slug: &str) -> &'a mut Value {
     manifest["repositories"]
         .as_array_mut()
