@@ -24,11 +24,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
+mod scan;
+mod staged;
+
+use self::scan::{holds_an_object, scan};
+use self::staged::{Staged, temp_target};
 use super::{Download, Key, Listing, ObjectMeta, PutOptions, Source, Store, StoreError};
 
-/// Random characters in a temp name; also how [`temp_target`] recognises one.
-const TEMP_RANDOM_LEN: usize = 12;
-const TEMP_MARKER: &str = ".tmp-";
 /// Copy granularity: how often a copy reports progress and notices it was abandoned.
 const CHUNK: usize = 1024 * 1024;
 
@@ -61,201 +63,8 @@ impl FsStore {
         Ok(path)
     }
 }
-
-/// A file being written next to `target`; removed on drop unless [`Staged::commit`]ted.
-struct Staged {
-    tmp: tempfile::NamedTempFile,
-    target: PathBuf,
-}
-
-impl Staged {
-    fn new(target: &Path) -> io::Result<Self> {
-        let dir = target
-            .parent()
-            .ok_or_else(|| io::Error::other("target has no parent directory"))?;
-        let name = target
-            .file_name()
-            .ok_or_else(|| io::Error::other("target has no file name"))?
-            .to_string_lossy();
-        fs::create_dir_all(dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}{TEMP_MARKER}"))
-            .rand_bytes(TEMP_RANDOM_LEN)
-            .tempfile_in(dir)?;
-        Ok(Self {
-            tmp,
-            target: target.to_path_buf(),
-        })
-    }
-
-    fn file(&mut self) -> &mut File {
-        self.tmp.as_file_mut()
-    }
-
-    /// Data to disk, then the rename, then the rename to disk: without the first fsync a crash
-    /// can leave a renamed but empty file; without the directory fsync the rename may be lost.
-    fn commit(self) -> io::Result<()> {
-        self.tmp.as_file().sync_all()?;
-        self.tmp.persist(&self.target).map_err(|e| e.error)?;
-        sync_dir_of(&self.target)
-    }
-
-    /// `target` becomes a hard link to `from` (the same bytes, no copy), atomically: the link
-    /// is made under a temp name and renamed into place, then the directory is synced.
-    /// `Ok(false)` when the filesystem cannot link here (another device, no hard links): the
-    /// caller copies instead.
-    fn link(from: &Path, target: &Path) -> io::Result<bool> {
-        let staged = Staged::new(target)?;
-        // The temp name is ours; the empty file tempfile made there is replaced by the link.
-        let tmp_path = staged.tmp.path().to_path_buf();
-        fs::remove_file(&tmp_path)?;
-        let result = fs::hard_link(from, &tmp_path);
-        // Whatever happens, the (now absent or linked) temp name must not be deleted twice.
-        let _ = staged.tmp.into_temp_path().keep();
-        match result {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot hard-link; copying instead");
-                let _ = fs::remove_file(&tmp_path);
-                return Ok(false);
-            }
-        }
-        if let Err(e) = fs::rename(&tmp_path, target) {
-            let _ = fs::remove_file(&tmp_path);
-            return Err(e);
-        }
-        sync_dir_of(target)?;
-        Ok(true)
-    }
-}
-
-/// A rename is durable only once its directory is synced.
-fn sync_dir_of(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-/// Whether `dir` holds an object somewhere below it (temp files of uploads in flight do not
-/// count), as an S3 listing would only show a folder with an object in it.
-fn holds_an_object(dir: &Path) -> io::Result<bool> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d)? {
-            let entry = entry?;
-            let t = entry.file_type()?;
-            if t.is_dir() {
-                stack.push(entry.path());
-            } else if t.is_file()
-                && entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| temp_target(n).is_none())
-            {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
-}
-
 /// Size of one read of a streamed download.
 const STREAM_CHUNK: usize = 256 * 1024;
-
-/// The object name a temp file stands for, or `None` if `name` is not one of our temp files.
-fn temp_target(name: &str) -> Option<&str> {
-    let (target, random) = name.strip_prefix('.')?.rsplit_once(TEMP_MARKER)?;
-    let ours = !target.is_empty()
-        && random.len() == TEMP_RANDOM_LEN
-        && random.bytes().all(|b| b.is_ascii_alphanumeric());
-    ours.then_some(target)
-}
-
-/// A regular file found under the root.
-struct Entry {
-    /// The object key; for a temp file, the key it was going to become.
-    key: String,
-    path: PathBuf,
-    len: u64,
-    modified: SystemTime,
-    temp: bool,
-}
-
-/// Every regular file whose key starts with `prefix`, walking only the directory the prefix
-/// names. Symlinks are skipped so a listing never leaves the root.
-fn scan(root: &Path, prefix: &str) -> Result<Vec<Entry>, StoreError> {
-    let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
-    let start = if dir_part.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(Key::new(dir_part)?.as_str())
-    };
-    let mut out = Vec::new();
-    let mut stack = vec![(start, dir_part.to_string())];
-    while let Some((dir, rel)) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(io_err("cannot list", &dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| io_err("cannot list", &dir, e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                tracing::debug!(path = %entry.path().display(), "skipping a non-UTF-8 file name");
-                continue;
-            };
-            let child_rel = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let file_type = entry
-                .file_type()
-                .map_err(|e| io_err("cannot list", &entry.path(), e))?;
-            if file_type.is_dir() {
-                // Only descend where keys matching the prefix can live.
-                if child_rel.starts_with(prefix) || prefix.starts_with(&format!("{child_rel}/")) {
-                    stack.push((entry.path(), child_rel));
-                }
-                continue;
-            }
-            if !file_type.is_file() {
-                continue;
-            }
-            let (key, temp) = match temp_target(&name) {
-                Some(target) if rel.is_empty() => (target.to_string(), true),
-                Some(target) => (format!("{rel}/{target}"), true),
-                None => (child_rel, false),
-            };
-            if !key.starts_with(prefix) {
-                continue;
-            }
-            let meta = entry
-                .metadata()
-                .map_err(|e| io_err("cannot stat", &entry.path(), e))?;
-            out.push(Entry {
-                key,
-                path: entry.path(),
-                len: meta.len(),
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                temp,
-            });
-        }
-    }
-    Ok(out)
-}
 
 fn io_err(context: &'static str, path: &Path, source: io::Error) -> StoreError {
     StoreError::Io {
@@ -656,52 +465,4 @@ fn is_missing(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temp_names_are_recognised_and_only_ours() {
-        assert_eq!(
-            temp_target(".api.bundle.tmp-Ab12Cd34Ef56"),
-            Some("api.bundle")
-        );
-        assert_eq!(temp_target(".a.tmp-b.tmp-Ab12Cd34Ef56"), Some("a.tmp-b"));
-        for not_ours in [
-            "api.bundle",
-            ".api.bundle",
-            "api.bundle.tmp-Ab12Cd34Ef56",
-            ".api.bundle.tmp-short",
-            ".api.bundle.tmp-Ab12Cd34Ef5!",
-            "..tmp-Ab12Cd34Ef56",
-        ] {
-            assert_eq!(temp_target(not_ours), None, "{not_ours}");
-        }
-    }
-
-    #[test]
-    fn staged_files_use_the_recognised_name_and_vanish_unless_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("sub/x.bundle");
-        let staged = Staged::new(&target).unwrap();
-        let name = staged
-            .tmp
-            .path()
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(temp_target(&name), Some("x.bundle"));
-        drop(staged);
-        assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 0);
-
-        let mut staged = Staged::new(&target).unwrap();
-        staged.file().write_all(b"hi").unwrap();
-        staged.commit().unwrap();
-        assert_eq!(fs::read(&target).unwrap(), b"hi");
-        assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 1);
-    }
 }
