@@ -374,36 +374,7 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .set_prefix((!prefix.is_empty()).then(|| prefix.to_string()))
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", Some(prefix), e))?;
-            for object in page.contents() {
-                let Some(name) = object.key() else { continue };
-                match Key::new(name) {
-                    Ok(key) => out.push(ObjectMeta {
-                        key,
-                        size: object
-                            .size()
-                            .and_then(|n| u64::try_from(n).ok())
-                            .unwrap_or(0),
-                        metadata: Default::default(),
-                    }),
-                    // Objects someone else put there can have keys we would never build.
-                    Err(e) => {
-                        tracing::debug!(error = %e, "skipping an object whose key we cannot represent")
-                    }
-                }
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        Ok(self.list_objects(prefix, None).await?.objects)
     }
 
     async fn list_folder(&self, folder: &str) -> Result<Listing, StoreError> {

@@ -70,33 +70,47 @@ impl S3Store {
                 reason: "a folder is empty (the root) or ends with `/`".into(),
             });
         }
+        self.list_objects(folder, Some("/")).await
+    }
+
+    /// Every page of ListObjectsV2 under `prefix`: with a delimiter, the objects of one level
+    /// and its sub-folders (common prefixes); without, every object below, recursively.
+    pub(super) async fn list_objects(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Listing, StoreError> {
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
-            .delimiter("/")
-            .set_prefix((!folder.is_empty()).then(|| folder.to_string()))
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_prefix((!prefix.is_empty()).then(|| prefix.to_string()))
             .into_paginator()
             .send();
         let mut listing = Listing::default();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", Some(folder), e))?;
+            let page = page.map_err(|e| self.error("ListObjectsV2", Some(prefix), e))?;
             for object in page.contents() {
-                let Some(key) = object.key().and_then(|k| Key::new(k).ok()) else {
-                    continue;
-                };
-                listing.objects.push(ObjectMeta {
-                    key,
-                    size: object
-                        .size()
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or(0),
-                    metadata: Default::default(),
-                });
+                let Some(name) = object.key() else { continue };
+                match Key::new(name) {
+                    Ok(key) => listing.objects.push(ObjectMeta {
+                        key,
+                        size: object
+                            .size()
+                            .and_then(|n| u64::try_from(n).ok())
+                            .unwrap_or(0),
+                        metadata: Default::default(),
+                    }),
+                    // Objects someone else put there can have keys we would never build.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "skipping an object whose key we cannot represent")
+                    }
+                }
             }
             for p in page.common_prefixes() {
                 if let Some(p) = p.prefix()
-                    && p.len() > folder.len()
+                    && p.len() > prefix.len()
                 {
                     listing.folders.push(p.to_string());
                 }
