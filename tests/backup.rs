@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::support::bitbucket::{ConsumerOpts, Fault, RepoOpts, Route};
-use crate::support::git::refs_of;
 use crate::support::git::{big_repo, empty_repo, git, rich_repo, simple_repo};
+use crate::support::git::{clone_mirror, refs_of};
 use crate::support::harness::{SECRET, TestEnv};
 use crate::support::readback::{entry, sha256_hex};
 use crate::support::s3::TestS3;
@@ -27,17 +27,7 @@ fn assert_bundle_restores(bundle: &Path, source: &Path, default_branch: &str, sc
         &["bundle", "verify", bundle.to_str().unwrap()],
     );
 
-    let mirror = scratch.join("mirror.git");
-    git(
-        scratch,
-        &[
-            "clone",
-            "-q",
-            "--mirror",
-            bundle.to_str().unwrap(),
-            mirror.to_str().unwrap(),
-        ],
-    );
+    let mirror = clone_mirror(bundle, &scratch.join("mirror.git"));
     assert_eq!(
         refs_of(&mirror),
         refs_of(source),

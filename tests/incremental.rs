@@ -10,7 +10,7 @@ use git_offsite::store::{Key, Store};
 use serde_json::Value;
 
 use crate::support::bitbucket::{Fault, RepoOpts, Route};
-use crate::support::git::refs_of;
+use crate::support::git::{clone_mirror, refs_of};
 use crate::support::git::{git, simple_repo};
 use crate::support::harness::{Run, SECRET, TestEnv};
 use crate::support::readback::entry;
@@ -152,17 +152,7 @@ fn assert_restores(bytes: &[u8], source: &Path, scratch: &Path) {
     std::fs::create_dir_all(scratch).unwrap();
     let file = scratch.join("x.bundle");
     std::fs::write(&file, bytes).unwrap();
-    let mirror = scratch.join("mirror.git");
-    git(
-        scratch,
-        &[
-            "clone",
-            "-q",
-            "--mirror",
-            file.to_str().unwrap(),
-            mirror.to_str().unwrap(),
-        ],
-    );
+    let mirror = clone_mirror(&file, &scratch.join("mirror.git"));
     assert_eq!(refs_of(&mirror), refs_of(source), "restored refs");
     git(&mirror, &["fsck", "--strict", "--no-dangling"]);
 }

@@ -230,6 +230,22 @@ pub fn rich_repo(dir: &Path, name: &str) -> PathBuf {
 
 /// Every ref of `repo` with the object it points to, plus `HEAD` with its symbolic target
 /// (`refs/heads/trunk`), or the commit id when HEAD is detached. A mirror must reproduce this map.
+/// `git clone -q --mirror FROM INTO` with stock git (a bundle file or a URL); returns `into`.
+pub fn clone_mirror(from: &Path, into: &Path) -> PathBuf {
+    let parent = into.parent().expect("a clone target has a parent");
+    git(
+        parent,
+        &[
+            "clone",
+            "-q",
+            "--mirror",
+            from.to_str().unwrap(),
+            into.to_str().unwrap(),
+        ],
+    );
+    into.to_path_buf()
+}
+
 /// Every ref of a repository, `refname → oid`, as stock git sees it (no HEAD).
 pub fn refs_of(repo: &Path) -> BTreeMap<String, String> {
     git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
