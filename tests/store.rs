@@ -154,6 +154,12 @@ macro_rules! store_suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delete_many() {
+                let f = $fixture;
+                conformance::delete_many(f.store(), f.base()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn odd_keys() {
                 let f = $fixture;
                 conformance::odd_keys(f.store(), f.base(), f.scratch()).await;
@@ -219,6 +225,32 @@ mod fs_only {
             msg.contains(file.to_str().unwrap()) && msg.contains("not a directory"),
             "{msg}"
         );
+    }
+
+    /// A pruned date folder does not stay behind as an empty directory; its parent does
+    /// while it holds another folder.
+    #[tokio::test]
+    async fn delete_many_removes_the_directories_it_empties() {
+        let f = FsFixture::new().await;
+        for k in [
+            "t/a/2026-01-01/x.bundle",
+            "t/a/2026-01-01/manifest.json",
+            "t/a/2026-01-02/y.bundle",
+        ] {
+            let k = Key::new(k).unwrap();
+            f.store
+                .put(&k, Bytes::from_static(b"x"), &PutOptions::default())
+                .await
+                .unwrap();
+        }
+        let gone = ["t/a/2026-01-01/x.bundle", "t/a/2026-01-01/manifest.json"]
+            .map(|k| Key::new(k).unwrap());
+        assert!(f.store.delete_many(&gone).await.unwrap().is_empty());
+        assert!(!f.store.root().join("t/a/2026-01-01").exists());
+        assert!(f.store.root().join("t/a/2026-01-02/y.bundle").is_file());
+        let last = [Key::new("t/a/2026-01-02/y.bundle").unwrap()];
+        assert!(f.store.delete_many(&last).await.unwrap().is_empty());
+        assert!(!f.store.root().join("t").exists() && f.store.root().is_dir());
     }
 
     #[tokio::test]
@@ -437,6 +469,56 @@ mod s3_only {
             "{:?}",
             s3.checksum_rejections()
         );
+    }
+
+    /// DeleteObjects must carry a checksum; the strict server (like R2 and B2) refuses the
+    /// SDK's CRC32 header, so it goes with Content-MD5. A batch failing as a whole after the
+    /// first is a failure of each of its keys; the first failing is the call failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delete_many_batches_with_content_md5_and_reports_a_failed_batch_per_key() {
+        let s3 = TestS3::start().await;
+        if skip_without_faults(&s3) {
+            return;
+        }
+        let store = s3.store();
+        let keys: Vec<Key> = (0..5)
+            .map(|i| Key::new(format!("t/del/{i}.bundle")).unwrap())
+            .collect();
+        for k in &keys {
+            store
+                .put(k, Bytes::from_static(b"x"), &PutOptions::default())
+                .await
+                .unwrap();
+        }
+        let failures = store.delete_many(&keys[..3]).await.unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(s3.checksum_rejections(), Vec::<String>::new());
+        assert_eq!(s3.requests("DeleteObjects"), 2, "3 keys in batches of 2");
+
+        // Two keys left, plus one absent: two requests; the second fails as a whole.
+        s3.fail_delete_objects(2);
+        let rest = [
+            keys[3].clone(),
+            Key::new("t/del/absent").unwrap(),
+            keys[4].clone(),
+        ];
+        let failures = store.delete_many(&rest).await.unwrap();
+        let failed: Vec<&str> = failures.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(failed, ["t/del/4.bundle"]);
+        assert!(
+            failures[0].error.to_string().contains("InternalError"),
+            "{}",
+            failures[0].error
+        );
+        assert_eq!(s3.keys().await, ["t/del/4.bundle"]);
+
+        // Every request failing: nothing could be done, the call fails.
+        s3.fail_delete_objects(1);
+        let err = store.delete_many(&keys[4..]).await.unwrap_err();
+        assert!(err.to_string().contains("DeleteObjects"), "{err}");
+        s3.clear_faults();
+        assert!(store.delete_many(&keys[4..]).await.unwrap().is_empty());
+        assert_eq!(s3.keys().await, Vec::<String>::new());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

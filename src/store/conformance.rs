@@ -373,6 +373,64 @@ pub async fn delete(store: &dyn Store, base: &Key) {
     );
 }
 
+/// `delete_many` removes exactly the keys given, in however many batches the store makes,
+/// counts an absent key as removed, and leaves everything else alone.
+pub async fn delete_many(store: &dyn Store, base: &Key) {
+    let names = [
+        "a.bundle",
+        "b.bundle",
+        "c/d.bundle",
+        "ü e.bundle",
+        "keep.bundle",
+        "f.bundle",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        store
+            .put(
+                &key(base, n),
+                Bytes::from(vec![b'x'; i + 1]),
+                &PutOptions::default(),
+            )
+            .await
+            .expect("put");
+    }
+    let gone: Vec<Key> = [
+        "a.bundle",
+        "c/d.bundle",
+        "never-there.bundle",
+        "ü e.bundle",
+        "f.bundle",
+        "b.bundle",
+    ]
+    .iter()
+    .map(|n| key(base, n))
+    .collect();
+    let failures = store.delete_many(&gone).await.expect("delete_many");
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        keys(&store.list(&format!("{base}/")).await.expect("list")),
+        [key(base, "keep.bundle").as_str()]
+    );
+    for k in &gone {
+        assert!(store.head(k).await.expect("head").is_none(), "{k}");
+    }
+    // Again: everything already absent is still no failure, and nothing is no request.
+    assert!(
+        store
+            .delete_many(&gone)
+            .await
+            .expect("delete_many again")
+            .is_empty()
+    );
+    assert!(
+        store
+            .delete_many(&[])
+            .await
+            .expect("delete_many of nothing")
+            .is_empty()
+    );
+}
+
 /// Repository slugs are user-chosen: non-ASCII, spaces and URL-special characters survive.
 pub async fn odd_keys(store: &dyn Store, base: &Key, scratch: &Path) {
     let names = [

@@ -211,7 +211,24 @@ pub enum StoreError {
     /// bundle larger than the store allows); the message says what to change.
     #[error("{target}: {message}")]
     Misconfigured { target: String, message: String },
+    /// The store refuses to delete `key` because it is under retention (S3 Object Lock).
+    #[error("`{key}` is under retention{}", until.map(|u| format!(" until {}", u.format("%Y-%m-%d %H:%M:%S UTC"))).unwrap_or_default())]
+    Retained {
+        key: String,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
+
+/// One key [`Store::delete_many`] could not remove, and why.
+#[derive(Debug)]
+pub struct DeleteFailure {
+    pub key: Key,
+    pub error: StoreError,
+}
+
+/// The most keys one S3 DeleteObjects request may carry; other stores batch the same way so
+/// a caller sees one behaviour.
+pub const MAX_DELETE_BATCH: usize = 1000;
 
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
@@ -279,6 +296,13 @@ pub trait Store: Send + Sync + Debug {
 
     /// Deleting a missing object is not an error.
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;
+
+    /// Removes `keys`, batched (S3: DeleteObjects, at most [`MAX_DELETE_BATCH`] keys a
+    /// request), in the order given, batch after batch. A key already absent counts as
+    /// removed. Per-key refusals come back in the list; the whole call fails only when no
+    /// request could be made (the first one failed as a whole: unreachable, access denied);
+    /// a later batch failing as a whole comes back as a failure for each of its keys.
+    async fn delete_many(&self, keys: &[Key]) -> Result<Vec<DeleteFailure>, StoreError>;
 
     /// Removes what a crashed earlier run left under `prefix` (a plain string prefix): open
     /// multipart uploads on S3, whose parts are billed until aborted, and staged temp files in

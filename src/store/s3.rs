@@ -36,10 +36,14 @@ use tokio_util::sync::CancellationToken;
 
 use self::body::source_body;
 use self::errors::redact_userinfo;
-use super::{Download, Key, Listing, ObjectMeta, PutOptions, Source, Store, StoreError};
+use super::{
+    DeleteFailure, Download, Key, Listing, MAX_DELETE_BATCH, ObjectMeta, PutOptions, Source, Store,
+    StoreError,
+};
 
 mod body;
 mod copy;
+mod delete;
 mod errors;
 mod multipart;
 mod read;
@@ -71,6 +75,9 @@ pub struct S3Options {
     /// Objects above this are copied with UploadPartCopy instead of CopyObject: S3's limit
     /// (5 GiB) unless a test wants to exercise the multipart path with small objects.
     pub max_single_copy: u64,
+    /// Keys per DeleteObjects request: S3's limit ([`MAX_DELETE_BATCH`]) unless a test wants
+    /// several requests from a few keys.
+    pub delete_batch: usize,
 }
 
 impl S3Options {
@@ -83,6 +90,7 @@ impl S3Options {
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
             region: None,
             max_single_copy: MAX_SINGLE_COPY,
+            delete_batch: MAX_DELETE_BATCH,
         }
     }
 }
@@ -98,6 +106,7 @@ pub struct S3Store {
     part_size: u64,
     parts_in_flight: usize,
     max_single_copy: u64,
+    delete_batch: usize,
     cancel: CancellationToken,
 }
 
@@ -167,6 +176,7 @@ impl S3Store {
             part_size: opts.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
             parts_in_flight: opts.parts_in_flight.max(1),
             max_single_copy: opts.max_single_copy.clamp(MIN_PART_SIZE, MAX_SINGLE_COPY),
+            delete_batch: opts.delete_batch.clamp(1, MAX_DELETE_BATCH),
             cancel,
         })
     }
@@ -399,6 +409,10 @@ impl Store for S3Store {
             .await
             .map_err(|e| self.error("DeleteObject", Some(key.as_str()), e))?;
         Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> Result<Vec<DeleteFailure>, StoreError> {
+        self.delete_batches(keys).await
     }
 
     async fn sweep_incomplete(

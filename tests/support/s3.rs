@@ -7,7 +7,7 @@
 //!   R2 and B2 answered in 2025. A test passing against it proves we send checksums only where
 //!   S3 requires them;
 //! - failing UploadParts with 500 (every one from the n-th on, or only the n-th), slowing them
-//!   down, answering everything with 403 or with a wrong-region 301;
+//!   down, failing DeleteObjects requests from the n-th on, answering everything with 403 or with a wrong-region 301;
 //! - counting requests per operation (copies apart from uploads) and UploadParts in flight.
 //!
 //! s3s-fs 0.14.1 has no ListMultipartUploads, so [`Tracked`] wraps it, remembering what
@@ -52,6 +52,8 @@ const HELPER_SECRET_KEY: &str = "git-offsite-test-helper-sk";
 pub const REGION: &str = "us-east-1";
 /// The smallest part S3 accepts; tests use it so a ~12 MiB file goes up in three parts.
 pub const TEST_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Keys per DeleteObjects request of [`TestS3::store`] (S3 allows 1,000).
+pub const TEST_DELETE_BATCH: usize = 2;
 
 pub struct TestS3 {
     pub endpoint: String,
@@ -198,6 +200,8 @@ impl TestS3 {
             part_size: TEST_PART_SIZE,
             // So the conformance suite's 12 MiB copy goes through UploadPartCopy.
             max_single_copy: TEST_PART_SIZE,
+            // So a handful of keys takes several DeleteObjects requests.
+            delete_batch: TEST_DELETE_BATCH,
             ..S3Options::new(self.bucket.clone())
         };
         tweak(&mut opts);
@@ -287,6 +291,16 @@ impl TestS3 {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// From now on, the `nth` DeleteObjects request (1-based) and every later one answers 500,
+    /// so the SDK's retries fail too. Until [`Self::clear_faults`].
+    pub fn fail_delete_objects(&self, nth: usize) {
+        let f = self.faults();
+        f.fail_deletes_from.store(
+            f.deletes_seen.load(Ordering::SeqCst) + nth.max(1),
+            Ordering::SeqCst,
+        );
+    }
+
     /// Every request answers 403 AccessDenied.
     pub fn deny_all(&self, on: bool) {
         self.faults().deny_all.store(on, Ordering::SeqCst);
@@ -306,6 +320,7 @@ impl TestS3 {
         f.deny_all.store(false, Ordering::SeqCst);
         f.fail_parts_from.store(0, Ordering::SeqCst);
         f.fail_part_once.store(0, Ordering::SeqCst);
+        f.fail_deletes_from.store(0, Ordering::SeqCst);
         f.part_delay_ms.store(0, Ordering::SeqCst);
         f.bundle_get_delay_ms.store(0, Ordering::SeqCst);
         *f.wrong_region.lock().unwrap() = None;
@@ -489,6 +504,9 @@ struct Faults {
     parts_seen: AtomicUsize,
     fail_parts_from: AtomicUsize,
     fail_part_once: AtomicUsize,
+    /// DeleteObjects requests seen so far, and the first to fail (0 = off).
+    deletes_seen: AtomicUsize,
+    fail_deletes_from: AtomicUsize,
     part_delay_ms: AtomicU64,
     /// Delay before a GetObject of a `.bundle` key is answered.
     bundle_get_delay_ms: AtomicU64,
@@ -582,6 +600,13 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     if op == "GetObject" && delay > 0 && req.uri().path().ends_with(".bundle") {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    if op == "DeleteObjects" {
+        let n = faults.deletes_seen.fetch_add(1, Ordering::SeqCst) + 1;
+        let from = faults.fail_deletes_from.load(Ordering::SeqCst);
+        if from != 0 && n >= from {
+            return Ok(internal_error(req).await);
+        }
+    }
     if op != "UploadPart" {
         return service.call(req.map(s3s::Body::from)).await;
     }
@@ -589,15 +614,7 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     let n = faults.parts_seen.fetch_add(1, Ordering::SeqCst) + 1;
     let from = faults.fail_parts_from.load(Ordering::SeqCst);
     if (from != 0 && n >= from) || faults.fail_part_once.load(Ordering::SeqCst) == n {
-        let msg = "We encountered an internal error. Please try again. (injected)";
-        return Ok(refuse(
-            req,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            msg,
-            None,
-        )
-        .await);
+        return Ok(internal_error(req).await);
     }
     let now = faults.parts_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     faults.max_parts_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -643,6 +660,19 @@ async fn refuse(
         resp = resp.header("x-amz-bucket-region", r);
     }
     resp.body(s3s::Body::from(body)).unwrap()
+}
+
+/// An injected `500 InternalError`, which the SDK retries.
+async fn internal_error(req: Request<Incoming>) -> Response<s3s::Body> {
+    let msg = "We encountered an internal error. Please try again. (injected)";
+    refuse(
+        req,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        msg,
+        None,
+    )
+    .await
 }
 
 async fn drain(body: Incoming) {

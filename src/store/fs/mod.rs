@@ -29,7 +29,10 @@ mod staged;
 
 use self::scan::{holds_an_object, scan};
 use self::staged::{Staged, temp_target};
-use super::{Download, Key, Listing, ObjectMeta, PutOptions, Source, Store, StoreError};
+use super::{
+    DeleteFailure, Download, Key, Listing, MAX_DELETE_BATCH, ObjectMeta, PutOptions, Source, Store,
+    StoreError,
+};
 
 /// Copy granularity: how often a copy reports progress and notices it was abandoned.
 const CHUNK: usize = 1024 * 1024;
@@ -430,6 +433,17 @@ impl Store for FsStore {
         .await
     }
 
+    async fn delete_many(&self, keys: &[Key]) -> Result<Vec<DeleteFailure>, StoreError> {
+        let mut failures = Vec::new();
+        for batch in keys.chunks(MAX_DELETE_BATCH) {
+            let root = self.root.clone();
+            let batch: Vec<(Key, PathBuf)> =
+                batch.iter().map(|k| (k.clone(), self.path_of(k))).collect();
+            failures.extend(blocking(move || Ok(remove_files(&root, batch))).await?);
+        }
+        Ok(failures)
+    }
+
     async fn sweep_incomplete(
         &self,
         prefix: &str,
@@ -458,6 +472,41 @@ impl Store for FsStore {
         })
         .await
     }
+}
+
+/// Removes each file (a missing one counts as removed), then the directories left empty
+/// between them and `root`, so a pruned date folder does not stay behind as an empty
+/// directory.
+fn remove_files(root: &Path, files: Vec<(Key, PathBuf)>) -> Vec<DeleteFailure> {
+    let mut failures = Vec::new();
+    let mut parents = std::collections::BTreeSet::new();
+    for (key, path) in files {
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if is_missing(&e) || e.kind() == io::ErrorKind::IsADirectory => {}
+            Err(e) => {
+                failures.push(DeleteFailure {
+                    error: io_err("cannot delete", &path, e),
+                    key,
+                });
+                continue;
+            }
+        }
+        if let Some(p) = path.parent() {
+            parents.insert(p.to_path_buf());
+        }
+    }
+    // Deepest first; `remove_dir` refuses a directory that still holds anything.
+    for dir in parents.into_iter().rev() {
+        let mut dir = dir.as_path();
+        while dir != root && dir.starts_with(root) && fs::remove_dir(dir).is_ok() {
+            match dir.parent() {
+                Some(p) => dir = p,
+                None => break,
+            }
+        }
+    }
+    failures
 }
 
 fn is_missing(e: &io::Error) -> bool {
