@@ -43,11 +43,23 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// TOML config file with any option and several owners (`[[source]]`); flags and env win over it.
-    #[arg(long, value_name = "FILE", global = true, env = "GIT_OFFSITE_CONFIG")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        env = "GIT_OFFSITE_CONFIG",
+        hide_env_values = true
+    )]
     pub config: Option<PathBuf>,
 
     /// Log line format on stderr: `text` for people, `json` (one object a line) for CI and Kubernetes.
-    #[arg(long, value_enum, global = true, env = "GIT_OFFSITE_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        env = "GIT_OFFSITE_LOG_FORMAT",
+        hide_env_values = true
+    )]
     pub log_format: Option<LogFormat>,
 
     /// Print more (`-v` debug, `-vv` trace).
@@ -57,6 +69,17 @@ pub struct GlobalArgs {
     /// Print only warnings, errors and the final summary.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Accept plain http:// URLs (API, token endpoint, S3, Pushgateway, healthcheck) to hosts
+    /// other than this machine; their secrets then cross the network unencrypted.
+    #[arg(
+        long,
+        global = true,
+        env = "GIT_OFFSITE_ALLOW_INSECURE_HTTP",
+        value_parser = clap::builder::FalseyValueParser::new(),
+        hide_env_values = true
+    )]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,7 +150,12 @@ pub struct BackupArgs {
     pub full: bool,
 
     /// Directory for the temporary mirrors and bundles [default: $TMPDIR].
-    #[arg(long, value_name = "DIR", env = "GIT_OFFSITE_TMP_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "GIT_OFFSITE_TMP_DIR",
+        hide_env_values = true
+    )]
     pub tmp_dir: Option<PathBuf>,
 
     #[command(flatten)]
@@ -248,15 +276,30 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Write Prometheus text-format metrics here at the end (node_exporter textfile collector).
-    #[arg(long, value_name = "PATH", env = "GIT_OFFSITE_METRICS_FILE")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "GIT_OFFSITE_METRICS_FILE",
+        hide_env_values = true
+    )]
     pub metrics_file: Option<PathBuf>,
 
     /// Push the same metrics to this Prometheus Pushgateway.
-    #[arg(long, value_name = "URL", env = "GIT_OFFSITE_PUSHGATEWAY")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GIT_OFFSITE_PUSHGATEWAY",
+        hide_env_values = true
+    )]
     pub pushgateway: Option<String>,
 
     /// Ping this dead-man's-switch URL (healthchecks.io style: `/start`, success, `/fail`).
-    #[arg(long, value_name = "URL", env = "GIT_OFFSITE_HEALTHCHECK_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GIT_OFFSITE_HEALTHCHECK_URL",
+        hide_env_values = true
+    )]
     pub healthcheck_url: Option<String>,
 }
 
@@ -351,11 +394,21 @@ pub struct BitbucketArgs {
     pub consumer_secret_file: Option<PathBuf>,
 
     /// Bitbucket API base URL [default: https://api.bitbucket.org/2.0].
-    #[arg(long, value_name = "URL", env = "BITBUCKET_API_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BITBUCKET_API_URL",
+        hide_env_values = true
+    )]
     pub bitbucket_api_url: Option<String>,
 
     /// Bitbucket OAuth token endpoint [default: https://bitbucket.org/site/oauth2/access_token].
-    #[arg(long, value_name = "URL", env = "BITBUCKET_TOKEN_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BITBUCKET_TOKEN_URL",
+        hide_env_values = true
+    )]
     pub bitbucket_token_url: Option<String>,
 }
 

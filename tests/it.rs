@@ -12,6 +12,7 @@ mod mirror;
 mod observe;
 mod provider;
 mod restore;
+mod security;
 mod snapshots;
 mod store;
 mod verify;

@@ -32,6 +32,9 @@ pub(super) async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let cfg = BackupConfig::new(&args, file, &env)?;
+    let mut dialed: Vec<_> = cfg.endpoints.dialed().into_iter().collect();
+    dialed.extend(super::s3_target(&cfg.dest, &cfg.s3));
+    super::check_hosts(&dialed).await?;
     let store = crate::store::open(&cfg.dest, &cfg.s3, &cancel).await?;
     // The whole destination (bucket and prefix, or directory), so the first line of a run
     // already says where it writes.

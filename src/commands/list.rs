@@ -11,6 +11,7 @@ use crate::provider::{Provider, RemoteRepo};
 pub(super) async fn run(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
     let sources = config::sources(args.owner.as_deref(), &args.filter, file)?;
     let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
+    super::check_hosts(&endpoints.dialed()).await?;
     let retry = config::retry_settings(&args.retry, file)?;
     let mut repos: Vec<RemoteRepo> = Vec::new();
     for source in &sources {

@@ -10,6 +10,8 @@ pub(super) async fn run(args: LoginArgs, file: &FileConfig) -> Result<(), Error>
     if let Some(o) = &args.owner {
         config::check_owner(o)?;
     }
+    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
+    super::check_hosts(&endpoints.dialed()).await?;
     // `login` asks even when a stored file exists: replacing it is what it is for. Flags, env
     // and the config file's references still win so it can run in scripts.
     let refs = [file.bitbucket.credentials(file.base_dir())];
@@ -28,7 +30,6 @@ pub(super) async fn run(args: LoginArgs, file: &FileConfig) -> Result<(), Error>
             .into());
         }
     };
-    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
     let provider = bitbucket(
         &endpoints,
         config::retry_settings(&Default::default(), file)?,

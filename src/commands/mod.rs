@@ -29,8 +29,12 @@ use crate::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolic
 use crate::store::{Store, StoreError};
 
 /// Runs one command to its end. `cancel` fires on SIGINT/SIGTERM.
-pub async fn run(cli: Cli, file: FileConfig, cancel: CancellationToken) -> Result<(), Error> {
+pub async fn run(cli: Cli, mut file: FileConfig, cancel: CancellationToken) -> Result<(), Error> {
     let format = log_format(&cli, &file);
+    // The flag (or its variable) beats the file, as every setting does.
+    if cli.global.allow_insecure_http {
+        file.allow_insecure_http = Some(true);
+    }
     let quiet = cli.global.quiet;
     match cli.command {
         Command::Backup(args) => backup::run(args, &file, format, quiet, cancel).await,
@@ -129,6 +133,25 @@ pub(crate) fn bitbucket(
     })?)
 }
 
+/// Resolves the host names of the URLs about to be dialed: a typo is a configuration error
+/// (exit 2) now, not a transient failure retried for a minute.
+pub(crate) async fn check_hosts(
+    targets: &[(config::url::UrlSource, &url::Url)],
+) -> Result<(), Error> {
+    Ok(config::url::check_resolves(targets, &env).await?)
+}
+
+/// The S3 endpoint to resolve, when the destination is a bucket on a custom endpoint.
+pub(crate) fn s3_target<'a>(
+    dest: &Destination,
+    s3: &'a config::S3Settings,
+) -> Option<(config::url::UrlSource, &'a url::Url)> {
+    match dest {
+        Destination::S3 { .. } => s3.dialed.as_ref().map(|(from, url)| (*from, url)),
+        Destination::Local(_) => None,
+    }
+}
+
 /// The store a read command (`verify`, `restore`) reads from. Unlike `backup`, which creates
 /// a missing local directory, a reader must not: a directory that is not there is a
 /// destination that cannot be read (exit 4), not an empty backup.
@@ -136,6 +159,12 @@ pub(crate) async fn open_to_read(
     cfg: &ReadConfig,
     cancel: &CancellationToken,
 ) -> Result<Arc<dyn Store>, Error> {
+    check_hosts(
+        &s3_target(&cfg.dest, &cfg.s3)
+            .into_iter()
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     if let Destination::Local(dir) = &cfg.dest
         && !dir.is_dir()
     {

@@ -43,6 +43,12 @@ pub(super) async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let cfg = ReadConfig::new(&args.read, file, &env)?;
+    super::check_hosts(
+        &super::s3_target(&cfg.dest, &cfg.s3)
+            .into_iter()
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     let store = crate::store::open(&cfg.dest, &cfg.s3, &cancel).await?;
     let owner = OwnerLayout::new(cfg.dest.prefix(), &cfg.owner)?;
     let rows = rows(store.as_ref(), &owner).await?;

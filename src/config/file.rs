@@ -28,6 +28,9 @@ pub struct FileConfig {
     pub healthcheck_url: Option<String>,
     /// `copy` or `reference` (`--unchanged`).
     pub unchanged: Option<String>,
+    /// Accept plain `http://` URLs to hosts other than this machine (`--allow-insecure-http`,
+    /// which sets this when given).
+    pub allow_insecure_http: Option<bool>,
     #[serde(default)]
     pub s3: S3Section,
     #[serde(default)]

@@ -11,12 +11,13 @@ mod destination;
 pub mod file;
 pub mod read;
 mod s3;
+pub mod url;
 
 use std::path::PathBuf;
 
+use ::url::Url;
 use chrono::NaiveDate;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use url::Url;
 
 use crate::cli::{BitbucketArgs, FilterArgs, ReportArgs, RetryArgs, UnchangedMode};
 pub use credentials::{ConsumerCredentials, StoredCredentials, read_secret_file, resolve_consumer};
@@ -62,6 +63,20 @@ pub enum ConfigError {
     },
     #[error("{what} names the environment variable {var}, which is not set")]
     UnsetVariable { what: &'static str, var: String },
+    /// Plain `http://` to a host that is not this machine: the secret would cross the network
+    /// in clear. `shown` is scheme, host and port only.
+    #[error(
+        "{what} is an insecure http:// URL ({shown}): use https://, or pass {} if the network \
+         to that host is trusted",
+        url::ALLOW_INSECURE_FLAG
+    )]
+    InsecureUrl { what: &'static str, shown: String },
+    #[error("{what}: the host name `{host}` does not resolve ({message}): check the URL")]
+    Unresolvable {
+        what: &'static str,
+        host: String,
+        message: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -121,13 +136,7 @@ pub const DEFAULT_TOKEN_URL: &str = "https://bitbucket.org/site/oauth2/access_to
 
 impl BitbucketEndpoints {
     pub fn new(args: &BitbucketArgs, file: &FileConfig) -> Result<Self, ConfigError> {
-        let parse = |what, s: &str| -> Result<Url, ConfigError> {
-            let url = Url::parse(s).map_err(|e| invalid(what, s, e))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(what, s, "expected an http(s) URL"));
-            }
-            Ok(url)
-        };
+        let insecure = file.allow_insecure_http.unwrap_or(false);
         let api = (args.bitbucket_api_url.as_deref())
             .or(file.bitbucket.api_url.as_deref())
             .unwrap_or(DEFAULT_API_URL);
@@ -135,11 +144,22 @@ impl BitbucketEndpoints {
             .or(file.bitbucket.token_url.as_deref())
             .unwrap_or(DEFAULT_TOKEN_URL);
         Ok(Self {
-            api_url: parse("--bitbucket-api-url", api)?,
-            token_url: parse("--bitbucket-token-url", token)?,
+            api_url: url::dial_url(API_URL_SOURCE, api, false, insecure)?,
+            token_url: url::dial_url(TOKEN_URL_SOURCE, token, false, insecure)?,
         })
     }
+
+    /// The hosts to resolve before the run starts (see [`url::check_resolves`]).
+    pub fn dialed(&self) -> [(url::UrlSource, &Url); 2] {
+        [
+            (API_URL_SOURCE, &self.api_url),
+            (TOKEN_URL_SOURCE, &self.token_url),
+        ]
+    }
 }
+
+const API_URL_SOURCE: &str = "--bitbucket-api-url (BITBUCKET_API_URL)";
+const TOKEN_URL_SOURCE: &str = "--bitbucket-token-url (BITBUCKET_TOKEN_URL)";
 
 /// Checks an owner name: it becomes a path segment of every key.
 pub fn check_owner(owner: &str) -> Result<(), ConfigError> {
@@ -264,27 +284,23 @@ pub struct ReportSettings {
 
 impl ReportSettings {
     pub fn new(args: &ReportArgs, file: &FileConfig) -> Result<Self, ConfigError> {
-        let url = |what, v: Option<&String>| -> Result<Option<Url>, ConfigError> {
-            v.map(|s| {
-                let u = Url::parse(s).map_err(|e| invalid(what, s, e))?;
-                if !matches!(u.scheme(), "http" | "https") {
-                    return Err(invalid(what, s, "expected an http(s) URL"));
-                }
-                Ok(u)
-            })
-            .transpose()
+        let insecure = file.allow_insecure_http.unwrap_or(false);
+        // Both URLs may hold a secret (a ping id, a Pushgateway password): never quoted.
+        let parse = |what, v: Option<&String>| -> Result<Option<Url>, ConfigError> {
+            v.map(|s| url::dial_url(what, s, true, insecure))
+                .transpose()
         };
         Ok(Self {
             metrics_file: args
                 .metrics_file
                 .clone()
                 .or_else(|| file.metrics_file.as_deref().map(|p| file.resolve(p))),
-            pushgateway: url(
-                "--pushgateway",
+            pushgateway: parse(
+                "--pushgateway (GIT_OFFSITE_PUSHGATEWAY)",
                 args.pushgateway.as_ref().or(file.pushgateway.as_ref()),
             )?,
-            healthcheck_url: url(
-                "--healthcheck-url",
+            healthcheck_url: parse(
+                "--healthcheck-url (GIT_OFFSITE_HEALTHCHECK_URL)",
                 args.healthcheck_url
                     .as_ref()
                     .or(file.healthcheck_url.as_ref()),
@@ -378,7 +394,7 @@ mod tests {
     fn flags_beat_env_beat_file_beat_defaults() {
         use clap::Parser;
         let file = file::parse(
-            "dest = \"s3://from-file/x\"\njobs = 7\nretry_delay = \"1s\"\n[s3]\nendpoint = \"http://file:9000\"\npart_size = \"8MiB\"\n[[source]]\nowner = \"acme\"\nexclude = [\"old-*\"]\n[[source]]\nowner = \"labs\"\n",
+            "dest = \"s3://from-file/x\"\njobs = 7\nretry_delay = \"1s\"\n[s3]\nendpoint = \"https://file:9000\"\npart_size = \"8MiB\"\n[[source]]\nowner = \"acme\"\nexclude = [\"old-*\"]\n[[source]]\nowner = \"labs\"\n",
             Path::new("c.toml"),
         )
         .unwrap();
@@ -394,7 +410,7 @@ mod tests {
         assert_eq!(c.jobs, 7);
         assert_eq!(c.s3.part_size, 8 << 20);
         assert_eq!(c.s3.parts_in_flight, 4, "default");
-        assert_eq!(c.s3.endpoint.as_deref(), Some("http://file:9000"));
+        assert_eq!(c.s3.endpoint.as_deref(), Some("https://file:9000"));
         assert_eq!(c.retry_delay, std::time::Duration::from_secs(1));
         assert_eq!(c.dest, Destination::parse("s3://from-file/x").unwrap());
         assert_eq!(
@@ -420,7 +436,7 @@ mod tests {
                 "6MiB",
             ]),
             &file,
-            &env_of(&[("AWS_ENDPOINT_URL_S3", "http://env:9000")]),
+            &env_of(&[("AWS_ENDPOINT_URL_S3", "https://env:9000")]),
         )
         .unwrap();
         assert_eq!((c.jobs, c.s3.part_size), (2, 6 << 20));

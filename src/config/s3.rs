@@ -2,6 +2,7 @@
 
 use url::Url;
 
+use super::url::{UrlSource, dial_url};
 use super::{ConfigError, FileConfig, invalid};
 use crate::cli::S3Args;
 
@@ -13,6 +14,9 @@ pub struct S3Settings {
     pub region: Option<String>,
     pub part_size: u64,
     pub parts_in_flight: usize,
+    /// The endpoint the S3 client will dial, wherever it was set (flag, file or the SDK's
+    /// `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL`), and where: `None` for AWS itself.
+    pub dialed: Option<(UrlSource, Url)>,
 }
 
 /// The smallest part S3 accepts (except for the last one).
@@ -54,19 +58,35 @@ impl S3Settings {
         }
         // The SDK reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself; the file's endpoint only
         // applies when neither is set, so the environment keeps beating the file.
-        let env_endpoint = env("AWS_ENDPOINT_URL_S3")
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-            .is_some();
+        let insecure = file.allow_insecure_http.unwrap_or(false);
+        let ignore_env = env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let env_endpoint = [
+            ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_S3"),
+            ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+        ]
+        .into_iter()
+        .filter(|_| !ignore_env)
+        .find_map(|(var, from)| env(var).filter(|v| !v.is_empty()).map(|v| (from, v)));
         let endpoint = args.s3_endpoint.clone().or_else(|| {
-            if env_endpoint {
+            if env_endpoint.is_some() {
                 None
             } else {
                 file.s3.endpoint.clone()
             }
         });
-        if let Some(e) = &endpoint {
-            Url::parse(e).map_err(|err| invalid("--s3-endpoint", e, err))?;
-        }
+        let dialed = match (&endpoint, &env_endpoint) {
+            (Some(e), _) => {
+                let from = if args.s3_endpoint.is_some() {
+                    "--s3-endpoint"
+                } else {
+                    "the config file's s3.endpoint"
+                };
+                Some((from, dial_url(from, e, false, insecure)?))
+            }
+            (None, Some((from, e))) => Some((*from, dial_url(from, e, false, insecure)?)),
+            (None, None) => None,
+        };
         let region_from_env = env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .is_some();
@@ -82,6 +102,7 @@ impl S3Settings {
             }),
             part_size,
             parts_in_flight,
+            dialed,
         })
     }
 }

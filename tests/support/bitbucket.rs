@@ -111,6 +111,9 @@ pub struct RepoOpts {
     pub description: String,
     pub language: String,
     pub project_key: String,
+    /// Fields merged over the listed JSON (objects merge key by key, anything else replaces):
+    /// a hostile or broken API answer, e.g. `{"slug": "../x"}` or another host's clone link.
+    pub patch: Option<Value>,
 }
 
 impl Default for RepoOpts {
@@ -123,6 +126,7 @@ impl Default for RepoOpts {
             description: String::new(),
             language: String::new(),
             project_key: "PROJ".to_owned(),
+            patch: None,
         }
     }
 }
@@ -162,6 +166,9 @@ pub enum Fault {
     ExpireTokens,
     /// Waits, then serves the request normally (for concurrency and timeout tests).
     Delay(Duration),
+    /// `302 Found` to this URL, before any authentication (a compromised or misconfigured
+    /// git host sending the client elsewhere).
+    Redirect(String),
 }
 
 /// Deliberately inconsistent pagination for one workspace.
@@ -172,6 +179,10 @@ pub struct ListQuirks {
     pub next_loop: Option<(u64, u64)>,
     /// A `size` that disagrees with the values served (GH atlassian-api/atlassian-python-api#652).
     pub size: Option<u64>,
+    /// `(after_page, slug)`: once page `after_page` has been served, the repository is deleted
+    /// (once), so later pages shift by one, as they do on bitbucket.org when a repository is
+    /// deleted while a client pages through the list.
+    pub delete_after_page: Option<(u64, String)>,
 }
 
 /// Counters, read with [`Emulator::stats`].
@@ -615,6 +626,14 @@ impl Shared {
                 tokio::time::sleep(d).await;
                 None
             }
+            Fault::Redirect(to) => {
+                let mut resp = StatusCode::FOUND.into_response();
+                resp.headers_mut().insert(
+                    header::LOCATION,
+                    HeaderValue::from_str(&to).expect("redirect target is a header value"),
+                );
+                Some(resp)
+            }
         }
     }
 
@@ -931,6 +950,15 @@ async fn list_repos(
         body["previous"] = Value::String(link(page - 1));
     }
     drop(inner);
+    let mut inner = s.lock();
+    if let Some(ws) = inner.workspaces.get_mut(&workspace)
+        && let Some((after, slug)) = ws.quirks.delete_after_page.clone()
+        && after == page
+    {
+        ws.repos.retain(|r| r.slug != slug);
+        ws.quirks.delete_after_page = None;
+    }
+    drop(inner);
     json_response(StatusCode::OK, &body)
 }
 
@@ -963,7 +991,7 @@ fn repo_json(base: &str, ws: &Workspace, r: &Repo, username: &str) -> Value {
         )
     };
     let key = &r.opts.project_key;
-    json!({
+    let mut listed = json!({
         "type": "repository",
         "uuid": r.uuid,
         "full_name": full_name,
@@ -1018,7 +1046,23 @@ fn repo_json(base: &str, ws: &Workspace, r: &Repo, username: &str) -> Value {
             "hooks": href(format!("{api}/hooks")),
             "clone": clone,
         },
-    })
+    });
+    if let Some(patch) = &r.opts.patch {
+        merge(&mut listed, patch);
+    }
+    listed
+}
+
+/// `patch` over `base`: objects key by key, anything else replaced.
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

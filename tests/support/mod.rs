@@ -7,3 +7,4 @@ pub mod git;
 pub mod harness;
 pub mod readback;
 pub mod s3;
+pub mod trap;
