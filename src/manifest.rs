@@ -27,6 +27,10 @@ pub enum Status {
     Empty,
     /// Mirror, bundle or upload failed; `error` says why.
     Failed,
+    /// The bundle was removed by `prune` (the snapshot was not kept, but this manifest stays
+    /// because the folder still holds a bundle that must stay). Older versions read it as
+    /// `unknown`: not restorable, which is the truth.
+    Pruned,
     /// A status written by a newer version of the tool: not restorable by this one.
     #[serde(other)]
     Unknown,
@@ -44,6 +48,7 @@ impl Status {
             Status::Unchanged => "unchanged",
             Status::Empty => "empty",
             Status::Failed => "failed",
+            Status::Pruned => "pruned",
             Status::Unknown => "unknown",
         }
     }
@@ -100,6 +105,9 @@ pub struct Summary {
     pub unchanged: usize,
     pub empty: usize,
     pub failed: usize,
+    /// Entries whose bundle `prune` removed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pruned: usize,
     /// Total bytes of the bundles uploaded by this run (`ok`; unchanged ones send none).
     pub bytes: u64,
 }
@@ -118,6 +126,10 @@ pub struct Manifest {
     pub repositories: Vec<RepoEntry>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Summary {
     pub fn of(entries: &[RepoEntry]) -> Self {
         let mut s = Summary::default();
@@ -130,6 +142,7 @@ impl Summary {
                 Status::Unchanged => s.unchanged += 1,
                 Status::Empty => s.empty += 1,
                 Status::Failed | Status::Unknown => s.failed += 1,
+                Status::Pruned => s.pruned += 1,
             }
         }
         s

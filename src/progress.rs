@@ -293,7 +293,7 @@ impl Observer for Progress {
             Status::Ok => s.counts.ok += 1,
             Status::Unchanged => s.counts.unchanged += 1,
             Status::Empty => s.counts.empty += 1,
-            Status::Failed | Status::Unknown => {
+            Status::Failed | Status::Unknown | Status::Pruned => {
                 s.counts.failed += 1;
                 let line = format!(
                     "✗ {}: {}",

@@ -113,6 +113,9 @@ pub async fn locate(
             slug: slug.to_string(),
             date,
         }),
+        Status::Pruned => Err(not(
+            "its bundle was removed by `prune`; an earlier or later --date may have one".into(),
+        )),
         Status::Failed | Status::Unknown => Err(not(match &entry.error {
             Some(e) => format!("it failed in that backup: {e}"),
             None => format!("its status is `{}`", entry.status.as_str()),

@@ -263,6 +263,7 @@ impl Verifier<'_> {
         match entry.status {
             Status::Ok | Status::Unchanged => {}
             Status::Empty => return Ok("empty repository: no bundle".into()),
+            Status::Pruned => return Ok("removed by prune: no bundle".into()),
             Status::Failed | Status::Unknown => {
                 return Err(match &entry.error {
                     Some(e) => format!("failed in backup: {e}"),

@@ -160,6 +160,10 @@ async fn all(cfg: &RestoreConfig, restorer: &Restorer<'_>) -> Result<(), Error> 
                 rows.push(skip("empty repository: no bundle".into()));
                 continue;
             }
+            Status::Pruned => {
+                rows.push(skip("no bundle: removed by `prune`".into()));
+                continue;
+            }
             Status::Failed | Status::Unknown => {
                 rows.push(skip(format!(
                     "no bundle: it failed in this backup ({}); an earlier --date may have one",
