@@ -104,6 +104,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Restore repositories from a snapshot into a directory, or push them to a new remote.
     Restore(RestoreArgs),
+    /// Remove the snapshots a keep policy does not keep (restic `forget` rules).
+    Prune(PruneArgs),
     /// Print a shell completion script (e.g. `git-offsite completions bash > /etc/bash_completion.d/git-offsite`).
     Completions {
         #[arg(value_enum)]
@@ -148,6 +150,11 @@ pub struct BackupArgs {
     /// Clone and upload every repository, ignoring earlier manifests.
     #[arg(long)]
     pub full: bool,
+
+    /// After a backup that ended with exit 0, prune each owner with the config file's
+    /// `[retention]` keep rules (also on with `after_backup = true` there).
+    #[arg(long)]
+    pub prune: bool,
 
     /// Directory for the temporary mirrors and bundles [default: $TMPDIR].
     #[arg(
@@ -271,6 +278,53 @@ pub struct RestoreArgs {
     /// GIT_OFFSITE_PUSH_USERNAME / GIT_OFFSITE_PUSH_PASSWORD or git's credential helpers.
     #[arg(long, value_name = "URL", requires = "repo")]
     pub push_to: Option<String>,
+}
+
+/// Keep rules (restic `forget` semantics): each keeps the newest snapshot of that many
+/// periods that have one; `unlimited` keeps every period. Rules combine (OR).
+#[derive(Debug, Default, Args)]
+pub struct KeepArgs {
+    /// Keep the newest N snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<String>,
+
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<String>,
+
+    /// Keep the newest snapshot of each of the last N ISO weeks (Monday to Sunday) that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<String>,
+
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<String>,
+
+    /// Keep the newest snapshot of each of the last N years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<String>,
+
+    /// Let the last bundle of a repository that no snapshot has listed for more than DAYS
+    /// days go too [default: keep it forever].
+    #[arg(long, value_name = "DAYS")]
+    pub forget_vanished_after: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    #[command(flatten)]
+    pub keep: KeepArgs,
+
+    /// Show what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// One JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -62,6 +62,9 @@ pub enum Error {
         failed: Vec<String>,
         total: usize,
     },
+    /// `prune` could not remove (or rewrite) some objects; it did the rest.
+    #[error("prune: {} objects could not be removed, e.g. {first}", failed)]
+    PruneIncomplete { failed: usize, first: String },
     /// A read command (verify, restore) stopped by a signal; `cleanup` says what was undone.
     #[error("interrupted: {cleanup}")]
     Stopped { cleanup: &'static str },
@@ -97,6 +100,8 @@ impl Error {
                 _ => exit::PARTIAL,
             },
             Error::Failed { .. } => exit::PARTIAL,
+            // The destination refused to delete: like any refused request.
+            Error::PruneIncomplete { .. } => exit::DESTINATION,
             Error::Io { .. } | Error::Internal(_) => exit::INTERNAL,
         }
     }

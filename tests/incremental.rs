@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support::bitbucket::{Fault, RepoOpts, Route};
 use crate::support::git::{clone_mirror, refs_of};
-use crate::support::git::{git, simple_repo};
+use crate::support::git::{commit_on, git, simple_repo};
 use crate::support::harness::{Run, SECRET, TestEnv};
 use crate::support::readback::entry;
 use crate::support::s3::TestS3;
@@ -35,19 +35,6 @@ fn fixture_repo(env: &TestEnv, slug: &str) -> PathBuf {
     git(&repo, &["tag", "lw", "main~1"]);
     env.emu.add_repo("acme", slug, &repo, RepoOpts::default());
     repo
-}
-
-/// A new commit on `branch` of a bare repository (same tree, new message).
-fn commit_on(repo: &Path, branch: &str) {
-    let tree = git(repo, &["rev-parse", &format!("{branch}^{{tree}}")]);
-    let commit = git(
-        repo,
-        &["commit-tree", tree.trim(), "-p", branch, "-m", "one more"],
-    );
-    git(
-        repo,
-        &["update-ref", &format!("refs/heads/{branch}"), commit.trim()],
-    );
 }
 
 /// Where a test backs up to.

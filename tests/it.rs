@@ -11,6 +11,7 @@ mod infra;
 mod mirror;
 mod observe;
 mod provider;
+mod prune;
 mod restore;
 mod security;
 mod snapshots;

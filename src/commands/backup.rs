@@ -113,7 +113,15 @@ pub(super) async fn run(
     if interrupted {
         return Err(Error::Interrupted);
     }
-    combine(outcomes)
+    combine(outcomes)?;
+    // Only after a backup that ended with exit 0: a failed night must not cost old snapshots.
+    if let Some(retention) = cfg.prune.as_ref().filter(|_| !cfg.dry_run) {
+        for source in &cfg.sources {
+            let owner = OwnerLayout::new(cfg.dest.prefix(), &source.owner)?;
+            super::prune::apply(store.as_ref(), &owner, retention, false, false).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes/pushes metrics and pings the healthcheck. Failures are warnings: a monitoring

@@ -8,6 +8,7 @@
 mod backup;
 mod list;
 mod login;
+mod prune;
 mod restore;
 mod snapshots;
 mod verify;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli, mut file: FileConfig, cancel: CancellationToken) -> R
         Command::Snapshots(args) => snapshots::run(args, &file, cancel).await,
         Command::Verify(args) => verify::run(args, &file, format, cancel).await,
         Command::Restore(args) => restore::run(args, &file, format, cancel).await,
+        Command::Prune(args) => prune::run(args, &file, cancel).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -33,6 +33,9 @@ pub struct FileConfig {
     pub allow_insecure_http: Option<bool>,
     #[serde(default)]
     pub s3: S3Section,
+    /// Keep rules for `prune` and `backup --prune`.
+    #[serde(default)]
+    pub retention: super::retention::RetentionSection,
     #[serde(default)]
     pub bitbucket: BitbucketSection,
     #[serde(default, rename = "source")]

@@ -10,6 +10,7 @@ mod credentials;
 mod destination;
 pub mod file;
 pub mod read;
+pub mod retention;
 mod s3;
 pub mod url;
 
@@ -24,6 +25,7 @@ pub use credentials::{ConsumerCredentials, StoredCredentials, read_secret_file, 
 pub use destination::Destination;
 pub use file::{CredentialRefs, FileConfig};
 pub use read::{DateChoice, ReadConfig, RestoreConfig, VerifyConfig, VerifyLevel};
+pub use retention::{PruneConfig, RetentionSettings};
 pub use s3::{MIN_PART_SIZE, S3Settings, parse_size};
 
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +329,8 @@ pub struct BackupConfig {
     pub unchanged: UnchangedMode,
     /// Ignore earlier manifests: clone and upload everything.
     pub full: bool,
+    /// Prune each owner after a backup that ended with exit 0 (`--prune`, `after_backup`).
+    pub prune: Option<RetentionSettings>,
 }
 
 impl BackupConfig {
@@ -370,6 +374,7 @@ impl BackupConfig {
                 }
             },
             full: args.full,
+            prune: retention::after_backup(args.prune, file)?,
         })
     }
 }

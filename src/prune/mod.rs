@@ -4,9 +4,9 @@
 //! Order is what keeps every kept snapshot intact when a delete fails part-way: all bundles
 //! first (oldest folder first, batched by the store), then the manifests of folders rewritten
 //! to list what they still hold, then the manifests of folders that are gone. A manifest is
-//! removed only when every other object of its folder is; if some could not be, the manifest
-//! is rewritten instead, so the folder stays a truthful complete snapshot and the next prune
-//! tries again. Nothing a kept manifest lists is ever in the delete list.
+//! removed only when every other object of its folder is; if some could not be (or the
+//! manifest itself cannot be removed), the manifest is rewritten instead, so the folder stays
+//! a truthful complete snapshot and the next prune tries again. Nothing a kept manifest lists is ever in the delete list.
 //!
 //! An object the store refuses to delete because it is under retention (Object Lock) is
 //! skipped with one line and the rest goes on; any other failure makes the run fail after it
@@ -140,8 +140,17 @@ pub async fn prune(
         }
     }
 
-    // 3. Manifests of folders now empty.
+    // 3. Manifests of folders now empty. One that cannot be removed is rewritten instead,
+    //    so it does not go on listing bundles that are gone.
     delete(store, &manifests, &mut failures).await;
+    for f in &plan.folders {
+        if let (Some(m), Some(meta)) = (&f.manifest, &f.remove_manifest)
+            && failures.contains_key(&meta.key)
+            && let Err(e) = rewrite(store, owner, f.date, m, &f.stay, &deleted).await
+        {
+            report.failed.push(e);
+        }
+    }
 
     for f in &plan.folders {
         let all = || f.remove.iter().chain(&f.remove_manifest);

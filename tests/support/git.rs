@@ -139,6 +139,19 @@ fn init_bare(dir: &Path, name: &str, default_branch: &str) -> PathBuf {
     path
 }
 
+/// A new commit on `branch` of a bare repository (same tree, new message).
+pub fn commit_on(repo: &Path, branch: &str) {
+    let tree = git(repo, &["rev-parse", &format!("{branch}^{{tree}}")]);
+    let commit = git(
+        repo,
+        &["commit-tree", tree.trim(), "-p", branch, "-m", "one more"],
+    );
+    git(
+        repo,
+        &["update-ref", &format!("refs/heads/{branch}"), commit.trim()],
+    );
+}
+
 /// A bare repository with no refs at all (Bitbucket shows `mainbranch: null` for it).
 pub fn empty_repo(dir: &Path, name: &str) -> PathBuf {
     init_bare(dir, name, "main")
