@@ -415,3 +415,67 @@ async fn no_keep_rule_is_refused_and_nothing_is_touched() {
     }
     assert_eq!(keys(&dest).await, before);
 }
+
+/// `backup --prune` applies `[retention]` after a backup that ended with exit 0, never after
+/// a failed one; `after_backup = true` turns it on without the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_prunes_after_success_only() {
+    let env = TestEnv::new().await;
+    env.simple_repo(OWNER, "api", "main");
+    let dir = env.path().join("dest");
+    let dest = Dest::Local(dir.clone());
+    let config = env.path().join("config.toml");
+    std::fs::write(&config, "[retention]\nkeep_last = 1\n").unwrap();
+    let cfg = config.to_str().unwrap().to_string();
+    let d = dest.arg();
+    let backup = |date: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "--config",
+            cfg.as_str(),
+            "backup",
+            "--owner",
+            OWNER,
+            "--dest",
+            d.as_str(),
+            "--date",
+            date,
+            "--retries",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = env.command(&refs);
+        async move { crate::support::harness::Run::from_output(cmd.output().await.unwrap()) }
+    };
+    run(backup(D1, &[])).await.expect_code(0);
+    run(backup(D2, &[])).await.expect_code(0);
+    assert_eq!(
+        dates(&dest).await,
+        [D1, D2].map(String::from).into(),
+        "no --prune, no pruning"
+    );
+
+    env.simple_repo(OWNER, "flaky", "main");
+    env.emu.fail_repo(OWNER, "flaky", 500);
+    run(backup(D4, &["--prune"])).await.expect_code(5);
+    assert_eq!(
+        dates(&dest).await,
+        [D1, D2, D4].map(String::from).into(),
+        "a failed backup prunes nothing"
+    );
+
+    env.emu.remove_repo(OWNER, "flaky");
+    std::fs::write(&config, "[retention]\nkeep_last = 1\nafter_backup = true\n").unwrap();
+    let ok = run(backup(D5, &[])).await;
+    ok.expect_code(0);
+    assert_eq!(
+        dates(&dest).await,
+        [D5].map(String::from).into(),
+        "{}",
+        ok.stdout
+    );
+    assert!(ok.stderr.contains("prune of `acme`"), "{}", ok.stderr);
+}
