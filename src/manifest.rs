@@ -199,6 +199,46 @@ impl Manifest {
     }
 }
 
+/// Entries and manifests of owner `acme` under prefix `git`, for unit tests that need a
+/// history (`backup::history`, `prune::plan`).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// An entry of `slug`; with a bundle (`ok`, `unchanged`), it lies in `date`'s folder.
+    pub fn entry(slug: &str, status: Status, date: NaiveDate) -> RepoEntry {
+        RepoEntry {
+            slug: slug.into(),
+            full_name: format!("acme/{slug}"),
+            status,
+            key: status
+                .has_bundle()
+                .then(|| format!("git/acme/{date}/{slug}.bundle")),
+            size: Some(10),
+            sha256: Some("ab".repeat(32)),
+            head: Some("refs/heads/main".into()),
+            refs: [("refs/heads/main".to_string(), "1".repeat(40))].into(),
+            error: (status == Status::Failed).then(|| "boom".into()),
+            since: None,
+            duration_ms: 1,
+        }
+    }
+
+    pub fn manifest(date: NaiveDate, entries: Vec<RepoEntry>) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            tool: "t".into(),
+            provider: "bitbucket".into(),
+            owner: "acme".into(),
+            date,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            summary: Summary::of(&entries),
+            repositories: entries,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

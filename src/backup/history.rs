@@ -157,44 +157,13 @@ async fn read(store: &dyn Store, owner: &OwnerLayout, date: NaiveDate) -> Read {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{FORMAT, Status, Summary};
+    use crate::manifest::Status;
+    use crate::manifest::fixtures::{entry, manifest};
     use crate::store::fs::FsStore;
     use crate::store::{Key, PutOptions};
 
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
-    }
-
-    fn entry(slug: &str, status: Status, date: NaiveDate) -> RepoEntry {
-        RepoEntry {
-            slug: slug.into(),
-            full_name: format!("acme/{slug}"),
-            status,
-            key: status
-                .has_bundle()
-                .then(|| format!("git/acme/{date}/{slug}.bundle")),
-            size: Some(10),
-            sha256: Some("ab".repeat(32)),
-            head: Some("refs/heads/main".into()),
-            refs: [("refs/heads/main".to_string(), "1".repeat(40))].into(),
-            error: (status == Status::Failed).then(|| "boom".into()),
-            since: None,
-            duration_ms: 1,
-        }
-    }
-
-    fn manifest(date: NaiveDate, entries: Vec<RepoEntry>) -> Manifest {
-        Manifest {
-            format: FORMAT,
-            tool: "t".into(),
-            provider: "bitbucket".into(),
-            owner: "acme".into(),
-            date,
-            started_at: chrono::Utc::now(),
-            finished_at: chrono::Utc::now(),
-            summary: Summary::of(&entries),
-            repositories: entries,
-        }
     }
 
     async fn put(store: &FsStore, key: String, bytes: Vec<u8>) {

@@ -311,7 +311,8 @@ fn removable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{FORMAT, Status, Summary};
+    use crate::manifest::Status;
+    use crate::manifest::fixtures::{entry, manifest};
     use crate::retention::Count;
 
     fn day(d: u32) -> NaiveDate {
@@ -320,24 +321,6 @@ mod tests {
 
     fn owner() -> OwnerLayout {
         OwnerLayout::new(Some("git"), "acme").unwrap()
-    }
-
-    fn entry(slug: &str, status: Status, key_date: NaiveDate) -> RepoEntry {
-        RepoEntry {
-            slug: slug.into(),
-            full_name: format!("acme/{slug}"),
-            status,
-            key: status
-                .has_bundle()
-                .then(|| format!("git/acme/{key_date}/{slug}.bundle")),
-            size: Some(10),
-            sha256: None,
-            head: None,
-            refs: BTreeMap::new(),
-            error: None,
-            since: None,
-            duration_ms: 0,
-        }
     }
 
     fn meta(key: String) -> ObjectMeta {
@@ -360,17 +343,7 @@ mod tests {
         Folder {
             date,
             objects,
-            manifest: ManifestState::Complete(Box::new(Manifest {
-                format: FORMAT,
-                tool: "t".into(),
-                provider: "bitbucket".into(),
-                owner: "acme".into(),
-                date,
-                started_at: chrono::Utc::now(),
-                finished_at: chrono::Utc::now(),
-                summary: Summary::of(&entries),
-                repositories: entries,
-            })),
+            manifest: ManifestState::Complete(Box::new(manifest(date, entries))),
         }
     }
 
