@@ -169,6 +169,9 @@ pub struct BackupArgs {
     pub s3: S3Args,
 
     #[command(flatten)]
+    pub s3_writes: S3WriteArgs,
+
+    #[command(flatten)]
     pub retry: RetryArgs,
 
     #[command(flatten)]
@@ -431,6 +434,49 @@ pub struct S3Args {
     /// Parts of one bundle uploaded at once [default: 4].
     #[arg(long, value_name = "N")]
     pub parts_in_flight: Option<usize>,
+}
+
+/// What every object written to S3 carries: Object Lock retention, encryption, storage class.
+#[derive(Debug, Default, Args)]
+pub struct S3WriteArgs {
+    /// S3 Object Lock retention on every object written (the bucket must have Object Lock enabled);
+    /// needs --object-lock-days.
+    #[arg(long, value_enum, ignore_case = true, value_name = "MODE")]
+    pub object_lock_mode: Option<LockModeArg>,
+
+    /// Days each object stays locked from the moment it is written; needs --object-lock-mode.
+    #[arg(long, value_name = "N")]
+    pub object_lock_days: Option<u32>,
+
+    /// Server-side encryption of every object written.
+    #[arg(long, value_enum, ignore_case = true, value_name = "ALGORITHM")]
+    pub sse: Option<SseArg>,
+
+    /// KMS key (id, ARN or alias) for --sse aws:kms [default: the bucket's or account's default key].
+    #[arg(long, value_name = "ID")]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Storage class of every object written, e.g. STANDARD_IA, GLACIER_IR [default: the bucket's].
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LockModeArg {
+    /// Users allowed to bypass governance retention can still delete early.
+    Governance,
+    /// Nobody can delete before the retention ends, not even the root account.
+    Compliance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SseArg {
+    /// SSE-S3: keys managed by S3.
+    #[value(name = "AES256")]
+    Aes256,
+    /// SSE-KMS: keys in AWS KMS (see --sse-kms-key-id).
+    #[value(name = "aws:kms")]
+    AwsKms,
 }
 
 #[derive(Debug, Default, Args)]

@@ -53,6 +53,13 @@ pub struct S3Section {
     pub virtual_hosted: Option<bool>,
     pub part_size: Option<String>,
     pub parts_in_flight: Option<usize>,
+    /// `governance` or `compliance` (`--object-lock-mode`); backup only.
+    pub object_lock_mode: Option<String>,
+    pub object_lock_days: Option<u32>,
+    /// `AES256` or `aws:kms` (`--sse`).
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
 }
 
 /// Where to find an OAuth consumer, without holding its secret.

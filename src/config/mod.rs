@@ -26,7 +26,7 @@ pub use destination::Destination;
 pub use file::{CredentialRefs, FileConfig};
 pub use read::{DateChoice, ReadConfig, RestoreConfig, VerifyConfig, VerifyLevel};
 pub use retention::{PruneConfig, RetentionSettings};
-pub use s3::{MIN_PART_SIZE, S3Settings, parse_size};
+pub use s3::{MIN_PART_SIZE, S3Settings, parse_size, write_options};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -356,7 +356,10 @@ impl BackupConfig {
             jobs,
             dry_run: args.dry_run,
             tmp_dir,
-            s3: S3Settings::new(&args.s3, file, env)?,
+            s3: S3Settings {
+                writes: write_options(&args.s3_writes, file)?,
+                ..S3Settings::new(&args.s3, file, env)?
+            },
             retries,
             retry_delay,
             endpoints: BitbucketEndpoints::new(&args.bitbucket, file)?,

@@ -26,6 +26,7 @@ pub async fn open(
                     part_size: s3.part_size,
                     parts_in_flight: s3.parts_in_flight,
                     region: s3.region.clone(),
+                    writes: s3.writes.clone(),
                     ..S3Options::new(bucket.clone())
                 },
                 cancel.clone(),

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::body::source_body;
 use self::errors::redact_userinfo;
+use self::write::Writes;
 use super::{
     DeleteFailure, Download, Key, Listing, MAX_DELETE_BATCH, ObjectMeta, PutOptions, Source, Store,
     StoreError,
@@ -45,10 +47,13 @@ mod body;
 mod copy;
 mod delete;
 mod errors;
+mod lock;
 mod multipart;
 mod read;
+mod write;
 
 pub use copy::MAX_SINGLE_COPY;
+pub use write::{LockMode, ObjectLock, Sse, WriteOptions};
 
 const MIB: u64 = 1024 * 1024;
 pub const DEFAULT_PART_SIZE: u64 = 16 * MIB;
@@ -78,6 +83,8 @@ pub struct S3Options {
     /// Keys per DeleteObjects request: S3's limit ([`MAX_DELETE_BATCH`]) unless a test wants
     /// several requests from a few keys.
     pub delete_batch: usize,
+    /// Object Lock, encryption and storage class of every object written.
+    pub writes: WriteOptions,
 }
 
 impl S3Options {
@@ -91,6 +98,7 @@ impl S3Options {
             region: None,
             max_single_copy: MAX_SINGLE_COPY,
             delete_batch: MAX_DELETE_BATCH,
+            writes: WriteOptions::default(),
         }
     }
 }
@@ -107,6 +115,9 @@ pub struct S3Store {
     parts_in_flight: usize,
     max_single_copy: u64,
     delete_batch: usize,
+    writes: WriteOptions,
+    /// Whether the bucket has Object Lock, once asked (see `lock.rs`); shared by clones.
+    lock_enabled: Arc<tokio::sync::OnceCell<bool>>,
     cancel: CancellationToken,
 }
 
@@ -120,6 +131,7 @@ impl fmt::Debug for S3Store {
             .field("path_style", &self.path_style)
             .field("part_size", &self.part_size)
             .field("parts_in_flight", &self.parts_in_flight)
+            .field("writes", &self.writes)
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +189,8 @@ impl S3Store {
             parts_in_flight: opts.parts_in_flight.max(1),
             max_single_copy: opts.max_single_copy.clamp(MIN_PART_SIZE, MAX_SINGLE_COPY),
             delete_batch: opts.delete_batch.clamp(1, MAX_DELETE_BATCH),
+            writes: opts.writes,
+            lock_enabled: Arc::default(),
             cancel,
         })
     }
@@ -215,12 +229,15 @@ impl S3Store {
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
         let size = source.size();
+        let md5 = self.writes.md5_of_source(source, 0, size).await?;
         let body = source_body(source, 0, size).await?;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(to_i64(size))
+            .set_content_md5(md5)
+            .with_writes(&self.writes)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(opts))
             .body(body)
@@ -271,6 +288,7 @@ impl Store for S3Store {
 
     async fn check(&self) -> Result<(), StoreError> {
         let err = match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) if self.writes.object_lock.is_some() => return self.check_object_lock().await,
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
@@ -306,6 +324,8 @@ impl Store for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(to_i64(len))
+            .set_content_md5(self.writes.md5_of_bytes(&data))
+            .with_writes(&self.writes)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(opts))
             .body(ByteStream::from(data))
@@ -401,17 +421,16 @@ impl Store for S3Store {
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-            .map_err(|e| self.error("DeleteObject", Some(key.as_str()), e))?;
-        Ok(())
+        if self.bucket_has_lock().await {
+            return self.delete_versions(key).await;
+        }
+        self.delete_key(key, None).await
     }
 
     async fn delete_many(&self, keys: &[Key]) -> Result<Vec<DeleteFailure>, StoreError> {
+        if self.bucket_has_lock().await {
+            return self.delete_versions_many(keys).await;
+        }
         self.delete_batches(keys).await
     }
 

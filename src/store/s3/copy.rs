@@ -10,6 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::S3Store;
 use super::multipart::{Part, PartPlan};
+use super::write::Writes;
 use crate::store::{Key, Store, StoreError};
 
 /// S3's limit for CopyObject; larger objects are copied in parts.
@@ -44,6 +45,7 @@ impl S3Store {
                 .bucket(&self.bucket)
                 .key(to.as_str())
                 .copy_source(self.copy_source(from))
+                .with_writes(&self.writes)
                 .send()
                 .await
                 .map_err(|e| self.error("CopyObject", Some(to.as_str()), e))?;

@@ -12,6 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::body::source_body;
 use super::errors::chain;
+use super::write::Writes;
 use super::{
     HttpResponse, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE, S3Store, metadata, to_i64,
 };
@@ -67,6 +68,7 @@ impl S3Store {
             .key(key.as_str())
             .set_content_type(content_type)
             .set_metadata(metadata)
+            .with_writes(&self.writes)
             .send()
             .await
             .map_err(|e| self.error("CreateMultipartUpload", Some(key.as_str()), e))?;
@@ -115,6 +117,10 @@ impl S3Store {
         part: Part,
         opts: &PutOptions,
     ) -> Result<CompletedPart, StoreError> {
+        let md5 = self
+            .writes
+            .md5_of_source(source, part.offset, part.len)
+            .await?;
         let body = source_body(source, part.offset, part.len).await?;
         let out = self
             .client
@@ -124,6 +130,7 @@ impl S3Store {
             .upload_id(upload_id)
             .part_number(part.number)
             .content_length(to_i64(part.len))
+            .set_content_md5(md5)
             .body(body)
             .send()
             .await
