@@ -8,6 +8,7 @@ mod cli;
 mod emulator;
 mod incremental;
 mod infra;
+mod lock;
 mod mirror;
 mod observe;
 mod provider;

@@ -8,7 +8,9 @@
 //!   S3 requires them;
 //! - failing UploadParts with 500 (every one from the n-th on, or only the n-th), slowing them
 //!   down, failing DeleteObjects requests from the n-th on, answering everything with 403 or with a wrong-region 301;
-//! - counting requests per operation (copies apart from uploads) and UploadParts in flight.
+//! - counting requests per operation (copies apart from uploads) and UploadParts in flight,
+//!   and recording every request's headers per operation;
+//! - S3 Object Lock on buckets marked so ([`TestS3::enable_object_lock`]; `lock.rs`).
 //!
 //! s3s-fs 0.14.1 has no ListMultipartUploads, so [`Tracked`] wraps it, remembering what
 //! CreateMultipartUpload started; an upload is open while s3s-fs's `.upload-<id>.json` exists.
@@ -44,6 +46,10 @@ use s3s::service::S3Service;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use tokio_util::sync::CancellationToken;
 
+use self::lock::LockEmulation;
+
+mod lock;
+
 pub const ACCESS_KEY: &str = "git-offsite-test-ak";
 /// Distinctive, so a test can grep output for a leaked secret.
 pub const SECRET_KEY: &str = "git-offsite-test-sk-5f1c9e";
@@ -73,6 +79,7 @@ pub struct TestS3 {
 
 struct Local {
     faults: Arc<Faults>,
+    lock: Arc<LockEmulation>,
     /// s3s-fs's root, where `.upload-<id>.json` marks an open multipart upload.
     root: PathBuf,
     server: tokio::task::JoinHandle<()>,
@@ -103,10 +110,12 @@ impl TestS3 {
         let root = dir.path().canonicalize().unwrap();
         let bucket = "git-offsite-test".to_string();
         std::fs::create_dir(root.join(&bucket)).unwrap();
+        let lock = Arc::new(LockEmulation::default());
         let tracked = Tracked {
             fs: s3s_fs::FileSystem::new(&root).unwrap(),
             root: root.clone(),
             uploads: Mutex::default(),
+            lock: lock.clone(),
         };
         let service = {
             let mut auth = s3s::auth::SimpleAuth::new();
@@ -132,6 +141,7 @@ impl TestS3 {
             prefix: "t".into(),
             local: Some(Local {
                 faults,
+                lock,
                 root,
                 server,
                 _dir: dir,
@@ -342,6 +352,55 @@ impl TestS3 {
         self.faults().max_parts_in_flight.load(Ordering::SeqCst)
     }
 
+    /// The headers of every request for `op` (`"PutObject"`, `"CopyObject"`, …) so far, in
+    /// order, faulted ones included.
+    pub fn headers(&self, op: &str) -> Vec<hyper::HeaderMap> {
+        self.faults()
+            .headers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+
+    /// Every operation seen with its headers, in order.
+    pub fn all_headers(&self) -> Vec<(&'static str, hyper::HeaderMap)> {
+        self.faults().headers.lock().unwrap().clone()
+    }
+
+    /// Forgets the recorded headers and request counts.
+    pub fn clear_recorded(&self) {
+        let f = self.faults();
+        f.headers.lock().unwrap().clear();
+        f.counts.lock().unwrap().clear();
+    }
+
+    fn lock(&self) -> &LockEmulation {
+        &self
+            .local
+            .as_ref()
+            .expect("Object Lock emulation needs the in-process S3 server")
+            .lock
+    }
+
+    /// Makes this bucket an Object Lock bucket (so versioned), as if created with
+    /// `--object-lock-enabled-for-bucket`.
+    pub fn enable_object_lock(&self) {
+        self.lock().enable(&self.bucket);
+    }
+
+    /// Versions hidden behind a delete marker (`bucket/key`): still stored, no longer listed.
+    pub fn delete_marked(&self) -> Vec<String> {
+        self.lock().hidden()
+    }
+
+    /// Moves the retain-until date of `key` to `until` (seconds since the epoch).
+    pub fn set_retention(&self, key: &str, until: i64) {
+        self.lock().set_retention(&self.bucket, key, until);
+    }
+
     /// What strict mode refused, as `"<op>: <header>"`.
     pub fn checksum_rejections(&self) -> Vec<String> {
         self.faults().rejected.lock().unwrap().clone()
@@ -513,6 +572,7 @@ struct Faults {
     parts_in_flight: AtomicUsize,
     max_parts_in_flight: AtomicUsize,
     counts: Mutex<BTreeMap<&'static str, usize>>,
+    headers: Mutex<Vec<(&'static str, hyper::HeaderMap)>>,
     rejected: Mutex<Vec<String>>,
 }
 
@@ -555,6 +615,11 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
         (op, _) => op,
     };
     *faults.counts.lock().unwrap().entry(op).or_default() += 1;
+    faults
+        .headers
+        .lock()
+        .unwrap()
+        .push((op, req.headers().clone()));
 
     if faults.deny_all.load(Ordering::SeqCst) {
         return Ok(refuse(
@@ -724,6 +789,7 @@ fn operation(method: &Method, uri: &Uri) -> &'static str {
         ("DELETE", true) => "DeleteObject",
         ("DELETE", false) => "DeleteBucket",
         ("GET", false) if q("uploads") => "ListMultipartUploads",
+        ("GET", false) if q("object-lock") => "GetObjectLockConfiguration",
         ("GET", false) if q("list-type") => "ListObjectsV2",
         ("GET", false) => "ListObjects",
         ("GET", true) if q("uploadId") => "ListParts",
@@ -740,6 +806,7 @@ struct Tracked {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
     uploads: Mutex<BTreeMap<String, OpenUpload>>,
+    lock: Arc<LockEmulation>,
 }
 
 struct OpenUpload {
@@ -782,13 +849,8 @@ s3_impl! {
         head_bucket(HeadBucketInput) -> HeadBucketOutput;
         list_buckets(ListBucketsInput) -> ListBucketsOutput;
         get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
-        put_object(PutObjectInput) -> PutObjectOutput;
-        copy_object(CopyObjectInput) -> CopyObjectOutput;
-        delete_object(DeleteObjectInput) -> DeleteObjectOutput;
-        delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
         list_objects(ListObjectsInput) -> ListObjectsOutput;
         list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
-        upload_part(UploadPartInput) -> UploadPartOutput;
         upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
         list_parts(ListPartsInput) -> ListPartsOutput;
     }
@@ -804,7 +866,129 @@ s3_impl! {
             if self.is_dir(&req.input.bucket, &req.input.key) {
                 return Err(s3_error!(NoSuchKey));
             }
-            self.fs.head_object(req).await
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            let mut resp = self.fs.head_object(req).await?;
+            self.lock.annotate(&bucket, &key, &mut resp.output);
+            Ok(resp)
+        }
+
+        async fn get_object_lock_configuration(
+            &self,
+            req: S3Request<GetObjectLockConfigurationInput>,
+        ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+            self.lock.configuration(&req.input.bucket).map(S3Response::new)
+        }
+
+        async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+            let i = &req.input;
+            let retention = self.lock.requested(
+                &i.bucket,
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+            )?;
+            let checksum = lock::has_checksum(
+                i.content_md5.as_deref(),
+                i.checksum_crc32.as_deref(),
+                i.checksum_crc32c.as_deref(),
+                i.checksum_sha1.as_deref(),
+                i.checksum_sha256.as_deref(),
+                i.checksum_crc64nvme.as_deref(),
+            );
+            LockEmulation::require_checksum("Put Object", &retention, checksum)?;
+            let (bucket, key) = (i.bucket.clone(), i.key.clone());
+            let mut resp = self.fs.put_object(req).await?;
+            resp.output.version_id = self.lock.written(&bucket, &key, retention);
+            Ok(resp)
+        }
+
+        async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+            let i = &req.input;
+            let retention = self.lock.requested(
+                &i.bucket,
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+            )?;
+            let (bucket, key) = (i.bucket.clone(), i.key.clone());
+            let mut resp = self.fs.copy_object(req).await?;
+            resp.output.version_id = self.lock.written(&bucket, &key, retention);
+            Ok(resp)
+        }
+
+        async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+            let i = &req.input;
+            let retention = self.lock.upload_retention(&i.upload_id);
+            let checksum = lock::has_checksum(
+                i.content_md5.as_deref(),
+                i.checksum_crc32.as_deref(),
+                i.checksum_crc32c.as_deref(),
+                i.checksum_sha1.as_deref(),
+                i.checksum_sha256.as_deref(),
+                i.checksum_crc64nvme.as_deref(),
+            );
+            LockEmulation::require_checksum("Upload Part", &retention, checksum)?;
+            let md5 = i.content_md5.clone();
+            let resp = self.fs.upload_part(req).await?;
+            // s3s-fs checks Content-MD5 only on PutObject; a part's ETag is its MD5.
+            if let (Some(md5), Some(tag)) = (md5, resp.output.e_tag.as_ref())
+                && !lock::md5_matches(&md5, tag.value())
+            {
+                return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+            }
+            Ok(resp)
+        }
+
+        async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+            let i = &req.input;
+            if !self.lock.is_enabled(&i.bucket) {
+                return self.fs.delete_object(req).await;
+            }
+            let marker = self.lock.delete(
+                &self.root,
+                &i.bucket,
+                &i.key,
+                i.version_id.as_deref(),
+                i.bypass_governance_retention == Some(true),
+            )?;
+            Ok(S3Response::new(DeleteObjectOutput {
+                delete_marker: Some(marker),
+                version_id: i.version_id.clone(),
+                ..Default::default()
+            }))
+        }
+
+        async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+            let i = &req.input;
+            if !self.lock.is_enabled(&i.bucket) {
+                return self.fs.delete_objects(req).await;
+            }
+            let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+            for o in &i.delete.objects {
+                match self.lock.delete(
+                    &self.root,
+                    &i.bucket,
+                    &o.key,
+                    o.version_id.as_deref(),
+                    i.bypass_governance_retention == Some(true),
+                ) {
+                    Ok(marker) => deleted.push(DeletedObject {
+                        key: Some(o.key.clone()),
+                        version_id: o.version_id.clone(),
+                        delete_marker: Some(marker),
+                        ..Default::default()
+                    }),
+                    Err(e) => errors.push(Error {
+                        key: Some(o.key.clone()),
+                        version_id: o.version_id.clone(),
+                        code: Some(e.code().as_str().to_string()),
+                        message: e.message().map(str::to_owned),
+                    }),
+                }
+            }
+            Ok(S3Response::new(DeleteObjectsOutput {
+                deleted: Some(deleted),
+                errors: Some(errors),
+                ..Default::default()
+            }))
         }
 
         async fn create_multipart_upload(
@@ -812,8 +996,14 @@ s3_impl! {
             req: S3Request<CreateMultipartUploadInput>,
         ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
             let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            let retention = self.lock.requested(
+                &bucket,
+                req.input.object_lock_mode.as_ref(),
+                req.input.object_lock_retain_until_date.as_ref(),
+            )?;
             let resp = self.fs.create_multipart_upload(req).await?;
             if let Some(id) = &resp.output.upload_id {
+                self.lock.start_upload(id, retention);
                 let upload = OpenUpload { bucket, key, initiated: SystemTime::now() };
                 self.uploads.lock().unwrap().insert(id.clone(), upload);
             }
@@ -825,8 +1015,11 @@ s3_impl! {
             req: S3Request<CompleteMultipartUploadInput>,
         ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
             let id = req.input.upload_id.clone();
-            let resp = self.fs.complete_multipart_upload(req).await?;
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            let mut resp = self.fs.complete_multipart_upload(req).await?;
             self.uploads.lock().unwrap().remove(&id);
+            let retention = self.lock.finish_upload(&id);
+            resp.output.version_id = self.lock.written(&bucket, &key, retention);
             Ok(resp)
         }
 
@@ -922,6 +1115,10 @@ mod tests {
             "ListMultipartUploads"
         );
         assert_eq!(op(Method::GET, "/b?list-type=2&prefix=x"), "ListObjectsV2");
+        assert_eq!(
+            op(Method::GET, "/b?object-lock"),
+            "GetObjectLockConfiguration"
+        );
         assert_eq!(op(Method::HEAD, "/b"), "HeadBucket");
         assert_eq!(op(Method::HEAD, "/b/"), "HeadBucket");
         assert_eq!(op(Method::HEAD, "/b/k"), "HeadObject");
