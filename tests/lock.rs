@@ -289,24 +289,32 @@ async fn a_bucket_without_object_lock_is_refused_before_any_write() {
     store(&s3, locked(1)).check().await.unwrap();
 }
 
+/// `git-offsite backup --owner acme --dest s3://<bucket>/git <extra>` against this server.
+async fn backup(env: &TestEnv, s3: &TestS3, extra: &[&str]) -> std::process::Output {
+    let dest = format!("s3://{}/git", s3.bucket);
+    let mut args = vec!["backup", "--owner", "acme", "--dest", &dest];
+    args.extend_from_slice(extra);
+    let mut cmd = env.command(&args);
+    cmd.envs(s3.env());
+    cmd.output().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_with_object_lock_on_a_bucket_without_it_exits_4_and_uploads_nothing() {
     let Some(s3) = local_s3().await else { return };
     let env = TestEnv::new().await;
     env.simple_repo("acme", "api", "main");
-    let mut cmd = env.command(&[
-        "backup",
-        "--owner",
-        "acme",
-        "--dest",
-        &format!("s3://{}/git", s3.bucket),
-        "--object-lock-mode",
-        "compliance",
-        "--object-lock-days",
-        "7",
-    ]);
-    cmd.envs(s3.env());
-    let out = cmd.output().await.unwrap();
+    let out = backup(
+        &env,
+        &s3,
+        &[
+            "--object-lock-mode",
+            "compliance",
+            "--object-lock-days",
+            "7",
+        ],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(
@@ -325,27 +333,24 @@ async fn backup_under_object_lock_locks_bundles_copies_and_manifests() {
     s3.enable_object_lock();
     let env = TestEnv::new().await;
     let repo = env.simple_repo("acme", "api", "main");
-    let dest = format!("s3://{}/git", s3.bucket);
     for date in ["2026-11-24", "2026-11-25"] {
-        let mut cmd = env.command(&[
-            "backup",
-            "--owner",
-            "acme",
-            "--dest",
-            &dest,
-            "--date",
-            date,
-            "--object-lock-mode",
-            "governance",
-            "--object-lock-days",
-            "1",
-            "--sse",
-            "AES256",
-            "--storage-class",
-            "REDUCED_REDUNDANCY",
-        ]);
-        cmd.envs(s3.env());
-        let out = cmd.output().await.unwrap();
+        let out = backup(
+            &env,
+            &s3,
+            &[
+                "--date",
+                date,
+                "--object-lock-mode",
+                "governance",
+                "--object-lock-days",
+                "1",
+                "--sse",
+                "AES256",
+                "--storage-class",
+                "REDUCED_REDUNDANCY",
+            ],
+        )
+        .await;
         assert_eq!(
             out.status.code(),
             Some(0),

@@ -29,7 +29,7 @@ use aws_sdk_s3::config::{
     RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::operation::head_bucket::HeadBucketError;
-use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_types::service_config::ServiceConfigKey;
 use bytes::Bytes;
@@ -222,6 +222,28 @@ impl S3Store {
         }
     }
 
+    /// The whole HeadObject answer (metadata, content type, version, retention); `None` when
+    /// the object does not exist.
+    async fn head_object(&self, key: &Key) -> Result<Option<HeadObjectOutput>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e)
+                if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_)))
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.error("HeadObject", Some(key.as_str()), e)),
+        }
+    }
+
     async fn put_single(
         &self,
         key: &Key,
@@ -374,33 +396,17 @@ impl Store for S3Store {
     }
 
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(ObjectMeta {
-                key: key.clone(),
-                size: out
-                    .content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
-                metadata: out
-                    .metadata()
-                    .map(|m| m.clone().into_iter().collect())
-                    .unwrap_or_default(),
-            })),
-            Err(e)
-                if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_)))
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.error("HeadObject", Some(key.as_str()), e)),
-        }
+        Ok(self.head_object(key).await?.map(|out| ObjectMeta {
+            key: key.clone(),
+            size: out
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            metadata: out
+                .metadata()
+                .map(|m| m.clone().into_iter().collect())
+                .unwrap_or_default(),
+        }))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {

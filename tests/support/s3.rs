@@ -826,6 +826,34 @@ impl Tracked {
     }
 }
 
+/// Whether an upload input carries a checksum S3 accepts for Object Lock (PutObjectInput and
+/// UploadPartInput have the same fields but no common trait).
+macro_rules! has_checksum {
+    ($i:expr) => {
+        [
+            $i.content_md5.as_deref(),
+            $i.checksum_crc32.as_deref(),
+            $i.checksum_crc32c.as_deref(),
+            $i.checksum_sha1.as_deref(),
+            $i.checksum_sha256.as_deref(),
+            $i.checksum_crc64nvme.as_deref(),
+        ]
+        .iter()
+        .any(Option::is_some)
+    };
+}
+
+/// The retention a write input asks for (PutObject, CopyObject, CreateMultipartUpload).
+macro_rules! requested_retention {
+    ($lock:expr, $i:expr) => {
+        $lock.requested(
+            &$i.bucket,
+            $i.object_lock_mode.as_ref(),
+            $i.object_lock_retain_until_date.as_ref(),
+        )
+    };
+}
+
 /// Generates the `S3` impl: plain delegation for the listed operations plus the custom ones.
 /// A macro around the whole impl, because `#[async_trait]` must see the expanded methods.
 macro_rules! s3_impl {
@@ -881,19 +909,8 @@ s3_impl! {
 
         async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
             let i = &req.input;
-            let retention = self.lock.requested(
-                &i.bucket,
-                i.object_lock_mode.as_ref(),
-                i.object_lock_retain_until_date.as_ref(),
-            )?;
-            let checksum = lock::has_checksum(
-                i.content_md5.as_deref(),
-                i.checksum_crc32.as_deref(),
-                i.checksum_crc32c.as_deref(),
-                i.checksum_sha1.as_deref(),
-                i.checksum_sha256.as_deref(),
-                i.checksum_crc64nvme.as_deref(),
-            );
+            let retention = requested_retention!(self.lock, i)?;
+            let checksum = has_checksum!(i);
             LockEmulation::require_checksum("Put Object", &retention, checksum)?;
             let (bucket, key) = (i.bucket.clone(), i.key.clone());
             let mut resp = self.fs.put_object(req).await?;
@@ -903,11 +920,7 @@ s3_impl! {
 
         async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
             let i = &req.input;
-            let retention = self.lock.requested(
-                &i.bucket,
-                i.object_lock_mode.as_ref(),
-                i.object_lock_retain_until_date.as_ref(),
-            )?;
+            let retention = requested_retention!(self.lock, i)?;
             let (bucket, key) = (i.bucket.clone(), i.key.clone());
             let mut resp = self.fs.copy_object(req).await?;
             resp.output.version_id = self.lock.written(&bucket, &key, retention);
@@ -917,14 +930,7 @@ s3_impl! {
         async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
             let i = &req.input;
             let retention = self.lock.upload_retention(&i.upload_id);
-            let checksum = lock::has_checksum(
-                i.content_md5.as_deref(),
-                i.checksum_crc32.as_deref(),
-                i.checksum_crc32c.as_deref(),
-                i.checksum_sha1.as_deref(),
-                i.checksum_sha256.as_deref(),
-                i.checksum_crc64nvme.as_deref(),
-            );
+            let checksum = has_checksum!(i);
             LockEmulation::require_checksum("Upload Part", &retention, checksum)?;
             let md5 = i.content_md5.clone();
             let resp = self.fs.upload_part(req).await?;
@@ -996,11 +1002,7 @@ s3_impl! {
             req: S3Request<CreateMultipartUploadInput>,
         ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
             let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-            let retention = self.lock.requested(
-                &bucket,
-                req.input.object_lock_mode.as_ref(),
-                req.input.object_lock_retain_until_date.as_ref(),
-            )?;
+            let retention = requested_retention!(self.lock, req.input)?;
             let resp = self.fs.create_multipart_upload(req).await?;
             if let Some(id) = &resp.output.upload_id {
                 self.lock.start_upload(id, retention);

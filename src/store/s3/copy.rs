@@ -56,13 +56,11 @@ impl S3Store {
 
     async fn copy_in_parts(&self, from: &Key, to: &Key, size: u64) -> Result<(), StoreError> {
         let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(from.as_str())
-            .send()
-            .await
-            .map_err(|e| self.error("HeadObject", Some(from.as_str()), e))?;
+            .head_object(from)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                key: from.to_string(),
+            })?;
         let plan = PartPlan::new(size, self.part_size.max(self.max_single_copy / 10)).map_err(
             |message| StoreError::Misconfigured {
                 target: self.target(Some(to.as_str())),

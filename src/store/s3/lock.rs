@@ -18,7 +18,6 @@ use std::collections::HashSet;
 use futures::StreamExt;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::operation::head_object::HeadObjectError;
 use chrono::{DateTime, Utc};
 
 use super::S3Store;
@@ -176,28 +175,12 @@ impl S3Store {
         &self,
         key: &Key,
     ) -> Result<Option<(Option<String>, Option<DateTime<Utc>>)>, StoreError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let until = out
-                    .object_lock_retain_until_date()
-                    .and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos()));
-                Ok(Some((out.version_id().map(str::to_owned), until)))
-            }
-            Err(e)
-                if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_)))
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.error("HeadObject", Some(key.as_str()), e)),
-        }
+        Ok(self.head_object(key).await?.map(|out| {
+            let until = out
+                .object_lock_retain_until_date()
+                .and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos()));
+            (out.version_id().map(str::to_owned), until)
+        }))
     }
 
     /// One DeleteObject, of the key or of one version of it.

@@ -275,20 +275,6 @@ fn remove_file(path: &PathBuf) {
     }
 }
 
-/// Whether an upload carries a checksum S3 accepts for Object Lock.
-pub(super) fn has_checksum(
-    md5: Option<&str>,
-    crc32: Option<&str>,
-    crc32c: Option<&str>,
-    sha1: Option<&str>,
-    sha256: Option<&str>,
-    crc64: Option<&str>,
-) -> bool {
-    [md5, crc32, crc32c, sha1, sha256, crc64]
-        .iter()
-        .any(Option::is_some)
-}
-
 /// `Content-MD5` (base64) against the part's ETag (hex MD5, as s3s-fs computes it).
 pub(super) fn md5_matches(content_md5: &str, e_tag: &str) -> bool {
     use base64::Engine;
