@@ -487,3 +487,73 @@ async fn delete_many_in_a_lock_bucket_respects_retention_without_lock_flags() {
     pruner.delete(&keys[1]).await.unwrap_err();
     assert_eq!(s3.requests("GetObjectLockConfiguration"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_skips_what_is_still_retained_and_removes_the_rest() {
+    let Some(s3) = local_s3().await else { return };
+    s3.enable_object_lock();
+    let env = TestEnv::new().await;
+    env.simple_repo("acme", "api", "main");
+    for date in ["2026-11-20", "2026-11-21", "2026-11-22"] {
+        let lock = ["--date", date, "--object-lock-mode", "governance"];
+        let out = backup(
+            &env,
+            &s3,
+            &[&lock[..], &["--object-lock-days", "2", "--full"]].concat(),
+        )
+        .await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The oldest snapshot's retention has run out; the middle one's has not.
+    for key in s3.keys().await {
+        if key.contains("2026-11-20") {
+            s3.set_retention(&key, chrono::Utc::now().timestamp() - 60);
+        }
+    }
+    let dest = format!("s3://{}/git", s3.bucket);
+    let mut cmd = env.command(&[
+        "prune",
+        "--owner",
+        "acme",
+        "--dest",
+        &dest,
+        "--keep-last",
+        "1",
+    ]);
+    cmd.envs(s3.env());
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let skipped: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("skipped:"))
+        .collect();
+    assert!(
+        !skipped.is_empty()
+            && skipped
+                .iter()
+                .all(|l| l.contains("2026-11-21") && l.contains("under retention until")),
+        "{stderr}"
+    );
+    let keys = s3.keys().await;
+    assert!(!keys.iter().any(|k| k.contains("2026-11-20")), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.contains("2026-11-21/api.bundle")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.contains("2026-11-22/api.bundle")),
+        "{keys:?}"
+    );
+    assert_eq!(
+        s3.delete_marked(),
+        Vec::<String>::new(),
+        "no version hidden behind a marker"
+    );
+    // Skipping what is retained is the expected state of a lock bucket, not a failure.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
