@@ -299,6 +299,13 @@ async fn backup(env: &TestEnv, s3: &TestS3, extra: &[&str]) -> std::process::Out
     cmd.output().await.unwrap()
 }
 
+/// [`backup`], which must succeed.
+async fn backup_ok(env: &TestEnv, s3: &TestS3, extra: &[&str]) {
+    let out = backup(env, s3, extra).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_with_object_lock_on_a_bucket_without_it_exits_4_and_uploads_nothing() {
     let Some(s3) = local_s3().await else { return };
@@ -334,7 +341,7 @@ async fn backup_under_object_lock_locks_bundles_copies_and_manifests() {
     let env = TestEnv::new().await;
     let repo = env.simple_repo("acme", "api", "main");
     for date in ["2026-11-24", "2026-11-25"] {
-        let out = backup(
+        backup_ok(
             &env,
             &s3,
             &[
@@ -351,12 +358,6 @@ async fn backup_under_object_lock_locks_bundles_copies_and_manifests() {
             ],
         )
         .await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
     // Day one uploads the bundle and the manifest, day two copies the unchanged bundle.
     let puts = s3.headers("PutObject");
@@ -496,18 +497,12 @@ async fn prune_skips_what_is_still_retained_and_removes_the_rest() {
     env.simple_repo("acme", "api", "main");
     for date in ["2026-11-20", "2026-11-21", "2026-11-22"] {
         let lock = ["--date", date, "--object-lock-mode", "governance"];
-        let out = backup(
+        backup_ok(
             &env,
             &s3,
             &[&lock[..], &["--object-lock-days", "2", "--full"]].concat(),
         )
         .await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
     // The oldest snapshot's retention has run out; the middle one's has not.
     for key in s3.keys().await {
