@@ -510,6 +510,16 @@ pub struct BitbucketArgs {
         hide_env_values = true
     )]
     pub bitbucket_token_url: Option<String>,
+
+    /// The git host clone links must be on; the token is sent nowhere else [default:
+    /// https://bitbucket.org for bitbucket.org's API, else the API URL's scheme, host and port].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BITBUCKET_GIT_URL",
+        hide_env_values = true
+    )]
+    pub bitbucket_git_url: Option<String>,
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod restore;
 pub mod retention;
 pub mod secret;
 pub mod store;
+pub mod text;
 pub mod verify;
 
 pub use error::Error;

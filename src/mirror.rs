@@ -13,6 +13,10 @@
 //! - **HEAD from the remote.** libgit2 never moves a bare repository's HEAD on fetch; the
 //!   remote's advertised default branch is still known after the fetch, so HEAD is pointed there
 //!   and the bundle (and any `git clone` of it) checks out the right branch.
+//! - **Credentials for one host only.** The callback refuses any URL whose scheme, host or port
+//!   differ from the clone URL's (a redirect, a rewritten URL), off-site redirects are not
+//!   followed, and libgit2 reads no user or system git configuration ([`init_global_options`]):
+//!   `url.*.insteadOf`, `http.*` and credential helpers there could send the token elsewhere.
 //! - **Proxy from the environment** (`ProxyOptions::auto()`), which libgit2 ignores by default.
 //! - **Cancellation** through the transfer-progress callback, the only hook libgit2 polls while
 //!   the pack streams in.
@@ -25,8 +29,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use git2::{
-    AutotagOption, Cred, Direction, ErrorClass, ErrorCode, FetchPrune, ProxyOptions,
-    RemoteCallbacks, Repository, RepositoryInitOptions,
+    AutotagOption, ConfigLevel, Cred, Direction, ErrorClass, ErrorCode, FetchPrune, ProxyOptions,
+    RemoteCallbacks, RemoteRedirect, Repository, RepositoryInitOptions,
 };
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -59,6 +63,9 @@ pub enum MirrorError {
     AuthRejected { url: String },
     #[error("fetch of {url} was cancelled")]
     Cancelled { url: String },
+    /// Credentials were asked for by another host than the clone URL's (a redirect).
+    #[error("{url} sent the client to {host}; credentials are sent to the clone URL's host only")]
+    ForeignHost { url: String, host: String },
     /// The server could not be reached or broke off (DNS, refused, TLS, reset, HTTP 5xx).
     #[error("could not connect to {url}: {message}")]
     Network { url: String, message: String },
@@ -82,13 +89,24 @@ pub const CONNECT_TIMEOUT_MS: i32 = 30_000;
 /// server must not hang an unattended run until its deadline.
 pub const READ_TIMEOUT_MS: i32 = 300_000;
 
-/// Sets libgit2's process-wide network timeouts. Call once at startup, before any fetch.
+/// Sets libgit2's process-wide network timeouts and shuts out the user's and system's git
+/// configuration (`~/.gitconfig`, XDG, `/etc/gitconfig`): an `insteadOf`, `http.extraHeader`
+/// or credential helper there must not redirect a clone or add credentials to it. Call once
+/// at startup, before any fetch.
 pub fn init_global_options() {
-    // SAFETY: these only store an integer in libgit2's global settings; called once, before
-    // any thread uses libgit2.
+    // SAFETY: these only store values in libgit2's global settings; called once, before any
+    // thread uses libgit2.
     unsafe {
         let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
         let _ = git2::opts::set_server_timeout_in_milliseconds(READ_TIMEOUT_MS);
+        for level in [
+            ConfigLevel::System,
+            ConfigLevel::XDG,
+            ConfigLevel::Global,
+            ConfigLevel::ProgramData,
+        ] {
+            let _ = git2::opts::set_search_path(level, "");
+        }
     }
 }
 
@@ -125,7 +143,8 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
     let mut remote = repo.remote_anonymous(opts.url.as_str()).map_err(git_err)?;
 
     let auth_calls = Cell::new(0u32);
-    let mut callbacks = credential_callbacks(opts.auth, &auth_calls);
+    let foreign = Cell::new(None);
+    let mut callbacks = credential_callbacks(opts.auth, &auth_calls, opts.url, &foreign);
     callbacks.transfer_progress(|stats| {
         if let Some(report) = opts.on_progress {
             report(stats.received_bytes() as u64);
@@ -141,9 +160,13 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
         .proxy_options(proxy_from_env())
         .prune(FetchPrune::On)
         .download_tags(AutotagOption::All)
+        .follow_redirects(RemoteRedirect::None)
         .update_fetchhead(false);
 
     if let Err(e) = remote.fetch(&[REFSPEC], Some(&mut fetch_opts), None) {
+        if let Some(host) = foreign.take() {
+            return Err(MirrorError::ForeignHost { url, host });
+        }
         return Err(classify(e, url, auth_calls.get(), opts.cancel, secret));
     }
     let received_bytes = remote.stats().received_bytes() as u64;
@@ -218,11 +241,17 @@ pub fn ls_remote(opts: &LsRemoteOptions<'_>) -> Result<RemoteRefs, MirrorError> 
             message: scrub(e.message(), secret),
         })?;
     let auth_calls = Cell::new(0u32);
-    let callbacks = credential_callbacks(opts.auth, &auth_calls);
+    let foreign = Cell::new(None);
+    let callbacks = credential_callbacks(opts.auth, &auth_calls, opts.url, &foreign);
     let connection =
         match remote.connect_auth(Direction::Fetch, Some(callbacks), Some(proxy_from_env())) {
             Ok(c) => c,
-            Err(e) => return Err(classify(e, url, auth_calls.get(), opts.cancel, secret)),
+            Err(e) => {
+                if let Some(host) = foreign.take() {
+                    return Err(MirrorError::ForeignHost { url, host });
+                }
+                return Err(classify(e, url, auth_calls.get(), opts.cancel, secret));
+            }
         };
     let listed = connection
         .list()
@@ -245,13 +274,33 @@ pub fn ls_remote(opts: &LsRemoteOptions<'_>) -> Result<RemoteRefs, MirrorError> 
 }
 
 /// The credentials callback of [`fetch`] and [`ls_remote`]: the token on the first call, an
-/// error on any later one (the server refused it), counted in `calls` for [`classify`].
+/// error on any later one (the server refused it), counted in `calls` for [`classify`]. A call
+/// for a URL on another scheme, host or port than `clone_url` (libgit2 followed a redirect)
+/// gets nothing; the host is noted in `foreign`.
 fn credential_callbacks<'a>(
     auth: Option<&'a GitAuth>,
     calls: &'a Cell<u32>,
+    clone_url: &'a Url,
+    foreign: &'a Cell<Option<String>>,
 ) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(move |_url, _username_from_url, _allowed| {
+    callbacks.credentials(move |url, _username_from_url, _allowed| {
+        let asking = Url::parse(url).ok();
+        if !asking
+            .as_ref()
+            .is_some_and(|u| crate::config::url::same_origin(u, clone_url))
+        {
+            let host = asking
+                .as_ref()
+                .map(crate::config::url::redact)
+                .unwrap_or_else(|| "an unparsable URL".into());
+            foreign.set(Some(host));
+            return Err(git2::Error::new(
+                ErrorCode::GenericError,
+                ErrorClass::Callback,
+                "refusing to send credentials to another host",
+            ));
+        }
         calls.set(calls.get() + 1);
         match auth {
             // A second call means the server answered 401 to the first credentials.

@@ -481,6 +481,8 @@ impl Rate {
 #[derive(Debug, Clone, Default)]
 pub struct LogWriter {
     sink: Sink,
+    /// The formatter writes colour codes (stderr is a terminal): keep its ESC bytes.
+    colour: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -494,7 +496,10 @@ enum Sink {
 
 impl LogWriter {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            colour: std::io::stderr().is_terminal(),
+            ..Self::default()
+        }
     }
 }
 
@@ -502,6 +507,7 @@ impl LogWriter {
 pub struct LogLine {
     buf: Vec<u8>,
     sink: Sink,
+    colour: bool,
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
@@ -511,6 +517,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
         LogLine {
             buf: Vec::with_capacity(256),
             sink: self.sink.clone(),
+            colour: self.colour,
         }
     }
 }
@@ -520,7 +527,9 @@ impl LogLine {
         if self.buf.is_empty() {
             return;
         }
-        let buf = std::mem::take(&mut self.buf);
+        let raw = std::mem::take(&mut self.buf);
+        // Names and server text inside the line must not forge lines or move the cursor.
+        let buf = crate::text::escape_log_line(&raw, self.colour);
         let write = || match &self.sink {
             Sink::Stderr => {
                 let mut err = std::io::stderr().lock();
@@ -747,6 +756,7 @@ mod tests {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let w = LogWriter {
             sink: Sink::Buffer(buf.clone()),
+            colour: false,
         };
         {
             let mut line = w.make_writer();
@@ -776,19 +786,27 @@ mod tests {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let w = LogWriter {
             sink: Sink::Buffer(buf.clone()),
+            colour: false,
         };
         let subscriber = tracing_subscriber::fmt()
             .with_writer(w)
             .with_ansi(false)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(repo = "acme/api", "uploaded")
+            tracing::info!(repo = "acme/api", "uploaded");
+            // A name from the listing cannot start a line of its own.
+            let name = "acme/x\n2026-12-01T00:00:00Z ERROR forged\r";
+            tracing::info!(repo = %name, "uploaded");
         });
         let text = String::from_utf8(lock(&buf).clone()).unwrap();
         assert!(
             text.contains("uploaded") && text.contains("acme/api"),
             "{text}"
         );
-        assert_eq!(text.matches('\n').count(), 1);
+        assert_eq!(text.matches('\n').count(), 2, "{text}");
+        assert!(
+            !text.contains('\r') && text.contains("acme/x\\n2026"),
+            "{text}"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod incremental;
 mod infra;
 mod lock;
 mod mirror;
+mod names;
 mod observe;
 mod provider;
 mod prune;

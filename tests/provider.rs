@@ -34,6 +34,7 @@ fn provider_with(emu: &Emulator, key: &str, secret: &str) -> BitbucketProvider {
     BitbucketProvider::new(BitbucketOptions {
         api_url: emu.api_url().parse().unwrap(),
         token_url: emu.token_url().parse().unwrap(),
+        git_url: None,
         consumer_key: key.into(),
         consumer_secret: Secret::new(secret),
         retry: fast_retry(),
@@ -106,7 +107,7 @@ async fn lists_every_page_maps_fields_and_skips_hg() {
     // `size` disagrees with the values: only `next` may end the listing.
     f.emu.lie_about_size(WS, 7);
 
-    let repos = provider(&f.emu).list_repos(WS).await.unwrap();
+    let repos = provider(&f.emu).list_repos(WS).await.unwrap().repos;
 
     assert_eq!(
         repos.len(),
@@ -146,8 +147,8 @@ async fn empty_workspace_and_odd_names_list_fine() {
     let f = fixture(ConsumerOpts::default()).await;
     f.emu.add_workspace("team one/ü");
     let p = provider(&f.emu);
-    assert!(p.list_repos("team one/ü").await.unwrap().is_empty());
-    assert!(p.list_repos(WS).await.unwrap().is_empty());
+    assert!(p.list_repos("team one/ü").await.unwrap().repos.is_empty());
+    assert!(p.list_repos(WS).await.unwrap().repos.is_empty());
 }
 
 #[tokio::test]
@@ -164,7 +165,7 @@ async fn rate_limits_with_and_without_retry_after_are_waited_out() {
         .push_fault(Route::List, Fault::RateLimit { retry_after: None });
 
     let started = Instant::now();
-    let repos = provider(&f.emu).list_repos(WS).await.unwrap();
+    let repos = provider(&f.emu).list_repos(WS).await.unwrap().repos;
 
     assert_eq!(repos.len(), 120);
     assert!(
@@ -185,7 +186,7 @@ async fn server_errors_are_retried() {
     f.emu.push_fault(Route::List, Fault::Status(503));
     f.emu.push_fault(Route::Token, Fault::Status(502));
 
-    let repos = provider(&f.emu).list_repos(WS).await.unwrap();
+    let repos = provider(&f.emu).list_repos(WS).await.unwrap().repos;
 
     assert_eq!(repos.len(), 3);
     let stats = f.emu.stats();
@@ -383,7 +384,7 @@ async fn token_expiring_mid_listing_costs_exactly_one_renewal() {
     f.emu.push_fault(Route::List, Fault::Delay(Duration::ZERO));
     f.emu.push_fault(Route::List, Fault::ExpireTokens);
 
-    let repos = provider(&f.emu).list_repos(WS).await.unwrap();
+    let repos = provider(&f.emu).list_repos(WS).await.unwrap().repos;
 
     assert_eq!(repos.len(), 250);
     let stats = f.emu.stats();
@@ -416,7 +417,7 @@ async fn a_token_close_to_expiry_is_renewed_before_use() {
     tokio::time::sleep(Duration::from_millis(2_600)).await;
     let second = p.git_auth(false).await.unwrap();
     assert_ne!(second.password, first.password);
-    p.list_repos(WS).await.unwrap();
+    p.list_repos(WS).await.unwrap().repos;
 
     let stats = f.emu.stats();
     assert_eq!(stats.token_requests, 2);
@@ -533,7 +534,7 @@ async fn secrets_and_tokens_never_reach_logs_errors_or_debug() {
         .push_fault(Route::List, Fault::RateLimit { retry_after: None });
     f.emu.push_fault(Route::List, Fault::Delay(Duration::ZERO));
     f.emu.push_fault(Route::List, Fault::ExpireTokens);
-    p.list_repos(WS).await.unwrap();
+    p.list_repos(WS).await.unwrap().repos;
     let before = p.git_auth(false).await.unwrap();
     let after = p.git_auth(true).await.unwrap();
     let wrong = provider_with(&f.emu, KEY, "not-the-secret-e3b0c442");

@@ -1,7 +1,12 @@
 //! Issue 9, "Credentials go only to the host they are for": plain http only to this machine,
 //! host names that do not resolve, secrets kept out of `--help` and errors.
 
-use crate::support::harness::TestEnv;
+use serde_json::json;
+
+use crate::support::bitbucket::{Fault, RepoOpts, Route};
+use crate::support::harness::{SECRET, TestEnv};
+use crate::support::readback::entry;
+use crate::support::trap::Trap;
 
 /// A non-loopback host that never resolves (RFC 2606 `.invalid`): a refusal that names it must
 /// come from the URL check, since no connection to it can ever be made.
@@ -226,4 +231,128 @@ async fn help_and_errors_do_not_show_secret_urls() {
         assert!(!run.stderr.contains(marker), "{}", run.stderr);
         env.remove_env(var);
     }
+}
+
+const DATE: &str = "2026-11-24";
+
+fn manifest(dest: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dest.join("acme").join(DATE).join("manifest.json"))
+        .expect("manifest written");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A hostile API answer whose clone link points at a second local server: the token must not
+/// arrive there. The repository fails with a clear reason, the others are backed up, and the
+/// exit code says a repository failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_link_on_another_host_gets_no_token() {
+    let env = TestEnv::new().await;
+    let trap = Trap::start();
+    env.simple_repo("acme", "good", "main");
+    let source = env.simple_repo("acme", "lure", "main");
+    env.emu.add_repo(
+        "acme",
+        "lure",
+        &source,
+        RepoOpts {
+            patch: Some(json!({"links": {"clone": [
+                {"name": "https", "href": format!("{}/acme/lure.git", trap.base_url())}
+            ]}})),
+            ..RepoOpts::default()
+        },
+    );
+    let dest = env.path().join("dest");
+    let run = env
+        .run(&[
+            "backup",
+            "-o",
+            "acme",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--date",
+            DATE,
+        ])
+        .await;
+    run.expect_code(5);
+    assert!(trap.requests().is_empty(), "{:?}", trap.requests());
+    let m = manifest(&dest);
+    assert_eq!(entry(&m, "good")["status"], "ok");
+    let lure = entry(&m, "lure");
+    assert_eq!(lure["status"], "failed");
+    let error = lure["error"].as_str().unwrap();
+    assert!(
+        error.contains("not on the git host") && error.contains(&trap.base_url()),
+        "{error}"
+    );
+    assert!(run.stderr.contains("acme/lure"), "{}", run.stderr);
+}
+
+/// The git host answers the first request with a redirect to another host (a compromised
+/// server, a hijacked path): neither the full fetch nor the incremental ref listing sends
+/// credentials there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_host_gets_no_token() {
+    let env = TestEnv::new().await;
+    let trap = Trap::start();
+    env.simple_repo("acme", "api", "main");
+    let dest = env.path().join("dest");
+    let args = [
+        "backup",
+        "-o",
+        "acme",
+        "--dest",
+        dest.to_str().unwrap(),
+        "--retries",
+        "0",
+    ];
+    let target = format!(
+        "{}/acme/api.git/info/refs?service=git-upload-pack",
+        trap.base_url()
+    );
+    // First run: the full fetch. Second run: the refs-only comparison with the first.
+    for _ in 0..2 {
+        env.emu
+            .push_fault(Route::repo("acme", "api"), Fault::Redirect(target.clone()));
+        let run = env.run(&args).await;
+        assert!(trap.authorized().is_empty(), "{:?}", trap.authorized());
+        assert!(
+            !trap.requests().iter().any(|r| r.contains(SECRET)),
+            "{:?}",
+            trap.requests()
+        );
+        assert!(matches!(run.code, 0 | 5), "{}", run.stderr);
+    }
+}
+
+/// The user's `~/.gitconfig` rewrites the git host's URL to another server (`insteadOf`) and
+/// adds a header: libgit2 must read none of it, so the clone goes where the listing said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_git_config_cannot_redirect_a_clone() {
+    let env = TestEnv::new().await;
+    let trap = Trap::start();
+    env.simple_repo("acme", "api", "main");
+    let home = std::path::PathBuf::from(&env.envs["HOME"]);
+    let config = format!(
+        "[url \"{trap}/\"]\n\tinsteadOf = {emu}/\n[http]\n\textraHeader = X-Leak: 1\n",
+        trap = trap.base_url(),
+        emu = env.emu.base_url()
+    );
+    std::fs::write(home.join(".gitconfig"), &config).unwrap();
+    std::fs::create_dir_all(home.join(".config/git")).unwrap();
+    std::fs::write(home.join(".config/git/config"), &config).unwrap();
+    let dest = env.path().join("dest");
+    let run = env
+        .run(&[
+            "backup",
+            "-o",
+            "acme",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--date",
+            DATE,
+        ])
+        .await;
+    run.expect_code(0);
+    assert!(trap.requests().is_empty(), "{:?}", trap.requests());
+    assert_eq!(entry(&manifest(&dest), "api")["status"], "ok");
 }

@@ -48,7 +48,7 @@ use crate::config::RepoFilter;
 use crate::error::Error;
 use crate::layout::{Layout, OwnerLayout};
 use crate::manifest::{self, Manifest, RepoEntry, Status, Summary};
-use crate::provider::{Provider, RemoteRepo};
+use crate::provider::{Provider, Rejected, RemoteRepo};
 use crate::store::{Key, PutOptions, Source, Store, StoreError};
 
 /// Bundles' content type: what `git` itself would call the file.
@@ -159,20 +159,29 @@ pub struct Planned {
 }
 
 impl Pipeline {
-    /// Lists the owner's repositories and applies the filters.
-    pub async fn select(&self) -> Result<Vec<RemoteRepo>, Error> {
-        let repos = self.provider.list_repos(&self.owner).await?;
-        Ok(repos
-            .into_iter()
-            .filter(|r| self.filter.matches(&r.slug))
-            .collect())
+    /// Lists the owner's repositories (vetted: [`crate::provider::vet`]) and applies the
+    /// filters, to the rejected entries too: an excluded name is not reported.
+    pub async fn select(&self) -> Result<(Vec<RemoteRepo>, Vec<Rejected>), Error> {
+        let listing = crate::provider::list_vetted(self.provider.as_ref(), &self.owner).await?;
+        Ok((
+            (listing.repos.into_iter())
+                .filter(|r| self.filter.matches(&r.slug))
+                .collect(),
+            (listing.rejected.into_iter())
+                .filter(|r| self.filter.matches(&r.slug))
+                .collect(),
+        ))
     }
 
     /// What `run` would do, without cloning or uploading: checks the destination and lists.
+    /// Entries that would fail are warned about.
     pub async fn plan(&self) -> Result<Vec<Planned>, Error> {
         self.store.check().await?;
-        self.select()
-            .await?
+        let (repos, rejected) = self.select().await?;
+        for r in &rejected {
+            tracing::warn!(repo = %r.full_name, reason = %r.reason, "would fail");
+        }
+        repos
             .into_iter()
             .map(|repo| {
                 let key = self.layout.bundle(&repo.slug)?;
@@ -200,7 +209,7 @@ impl Pipeline {
             }
         }
 
-        let repos = self.select().await?;
+        let (repos, rejected) = self.select().await?;
         tracing::info!(
             owner = %self.owner,
             repositories = repos.len(),
@@ -221,7 +230,8 @@ impl Pipeline {
             self.full,
         )
         .await;
-        let listed: HashSet<&str> = slugs.iter().copied().collect();
+        let mut listed: HashSet<&str> = slugs.iter().copied().collect();
+        listed.extend(rejected.iter().map(|r| r.slug.as_str()));
         let mut entries = history.unlisted_today(&listed);
         if !entries.is_empty() {
             tracing::info!(
@@ -236,11 +246,12 @@ impl Pipeline {
         // (CPU, temp disk, bandwidth) take one of the `jobs` permits. The semaphore is fair,
         // so full backups still start largest first.
         let heavy = tokio::sync::Semaphore::new(self.jobs.max(1));
-        let done: Vec<Done> = futures::stream::iter(largest_first(repos))
+        let mut done: Vec<Done> = futures::stream::iter(largest_first(repos))
             .map(|repo| self.backup_one(repo, &history, &heavy))
             .buffer_unordered(compare_in_flight(self.jobs))
             .collect()
             .await;
+        done.extend(rejected.iter().map(|r| rejected_entry(r, &history)));
 
         if self.cancel.is_cancelled() {
             return Err(Error::Interrupted);
@@ -387,6 +398,9 @@ impl Pipeline {
         self.observer.phase(&repo.slug, Phase::Mirror);
         let fetched = self.fetch_with_retries(repo, &mirror_dir).await?;
         tracing::debug!(repo = %repo.full_name, refs = fetched.refs.len(), bytes = fetched.received_bytes, "fetched");
+        if let Some(problem) = missing_refs(repo, fetched.refs.len()) {
+            return Err(problem);
+        }
 
         self.observer.phase(&repo.slug, Phase::Bundle);
         let bundle_path = tmp.path().join("repo.bundle");
@@ -468,6 +482,43 @@ impl Pipeline {
             () = self.cancel.cancelled() => {}
         }
     }
+}
+
+/// A repository the listing shows with a default branch is not empty: a fetch that brings no
+/// refs for it is a failure (a server or permission problem), never an `empty` entry that
+/// would hide it.
+fn missing_refs(repo: &RemoteRepo, refs: usize) -> Option<String> {
+    match (&repo.default_branch, refs) {
+        (Some(branch), 0) => Some(format!(
+            "mirror: the listing shows default branch `{}`, but the fetch brought no refs",
+            crate::text::escape(branch)
+        )),
+        _ => None,
+    }
+}
+
+/// A listed entry that could not be backed up: a failed entry with the reason, keeping the
+/// bundle of today's earlier run if it had one (as any failure does).
+fn rejected_entry(r: &Rejected, history: &History) -> Done {
+    tracing::error!(repo = %r.full_name, error = %r.reason, "repository failed");
+    let run = RepoEntry {
+        slug: r.slug.clone(),
+        full_name: r.full_name.clone(),
+        status: Status::Failed,
+        key: None,
+        size: None,
+        sha256: None,
+        head: None,
+        refs: BTreeMap::new(),
+        error: Some(r.reason.clone()),
+        since: None,
+        duration_ms: 0,
+    };
+    let manifest = match history.good_today(&r.slug) {
+        Some(kept) => kept.clone(),
+        None => run.clone(),
+    };
+    Done { manifest, run }
 }
 
 fn is_transient(e: &StoreError) -> bool {

@@ -334,7 +334,13 @@ fn print_summary(report: &Report, format: LogFormat) {
         } else {
             ""
         };
-        let _ = writeln!(err, "failed: {}: {}{kept}", f.full_name, f.error);
+        // The error quotes server text (git's `remote:` lines, API messages): escaped.
+        let _ = writeln!(
+            err,
+            "failed: {}: {}{kept}",
+            crate::text::escape(&f.full_name),
+            crate::text::escape(&f.error)
+        );
     }
     let rate = if secs > 0.0 {
         s.bytes as f64 / secs

@@ -6,7 +6,7 @@ use super::{bitbucket, consumer};
 use crate::cli::ListArgs;
 use crate::config::{self, BitbucketEndpoints, FileConfig};
 use crate::error::Error;
-use crate::provider::{Provider, RemoteRepo};
+use crate::provider::RemoteRepo;
 
 pub(super) async fn run(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
     let sources = config::sources(args.owner.as_deref(), &args.filter, file)?;
@@ -14,18 +14,23 @@ pub(super) async fn run(args: ListArgs, file: &FileConfig) -> Result<(), Error> 
     super::check_hosts(&endpoints.dialed()).await?;
     let retry = config::retry_settings(&args.retry, file)?;
     let mut repos: Vec<RemoteRepo> = Vec::new();
+    let mut rejected = Vec::new();
     for source in &sources {
         let provider = bitbucket(
             &endpoints,
             retry,
             consumer(&args.bitbucket, &source.credentials)?,
         )?;
-        repos.extend(
-            provider
-                .list_repos(&source.owner)
-                .await?
-                .into_iter()
-                .filter(|r| source.filter.matches(&r.slug)),
+        let listing = crate::provider::list_vetted(&provider, &source.owner).await?;
+        repos.extend((listing.repos.into_iter()).filter(|r| source.filter.matches(&r.slug)));
+        rejected.extend((listing.rejected.into_iter()).filter(|r| source.filter.matches(&r.slug)));
+    }
+    // What `backup` would record as failed: on stderr, so `--json` stays the backups' list.
+    for r in &rejected {
+        eprintln!(
+            "cannot be backed up: {}: {}",
+            r.full_name,
+            crate::text::escape(&r.reason)
         );
     }
     let mut out = std::io::stdout().lock();
@@ -61,8 +66,8 @@ pub(super) async fn run(args: ListArgs, file: &FileConfig) -> Result<(), Error> 
             r.size
                 .map(|b| bytesize::ByteSize::b(b).display().iec().to_string())
                 .unwrap_or_else(|| "-".into()),
-            r.updated_on.as_deref().unwrap_or("-"),
-            r.default_branch.as_deref().unwrap_or("(empty)"),
+            crate::text::escape(r.updated_on.as_deref().unwrap_or("-")),
+            crate::text::escape(r.default_branch.as_deref().unwrap_or("(empty)")),
         );
     }
     eprintln!("{} repositories", repos.len());

@@ -123,6 +123,7 @@ pub(crate) fn bitbucket(
     Ok(BitbucketProvider::new(BitbucketOptions {
         api_url: endpoints.api_url.clone(),
         token_url: endpoints.token_url.clone(),
+        git_url: endpoints.git_url.clone(),
         consumer_key: creds.key,
         consumer_secret: creds.secret,
         // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.

@@ -125,6 +125,7 @@ mod tests {
             consumer_secret_file: file.map(Path::to_path_buf),
             bitbucket_api_url: None,
             bitbucket_token_url: None,
+            bitbucket_git_url: None,
         }
     }
 

@@ -81,6 +81,7 @@ pub struct CredentialRefs {
 pub struct BitbucketSection {
     pub api_url: Option<String>,
     pub token_url: Option<String>,
+    pub git_url: Option<String>,
     pub consumer_key: Option<String>,
     pub consumer_key_env: Option<String>,
     pub consumer_secret_file: Option<PathBuf>,

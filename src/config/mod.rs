@@ -131,6 +131,8 @@ impl RepoFilter {
 pub struct BitbucketEndpoints {
     pub api_url: Url,
     pub token_url: Url,
+    /// `--bitbucket-git-url`: the git host clone links must be on, when not the default.
+    pub git_url: Option<Url>,
 }
 
 pub const DEFAULT_API_URL: &str = "https://api.bitbucket.org/2.0";
@@ -145,9 +147,13 @@ impl BitbucketEndpoints {
         let token = (args.bitbucket_token_url.as_deref())
             .or(file.bitbucket.token_url.as_deref())
             .unwrap_or(DEFAULT_TOKEN_URL);
+        let git = (args.bitbucket_git_url.as_deref()).or(file.bitbucket.git_url.as_deref());
         Ok(Self {
             api_url: url::dial_url(API_URL_SOURCE, api, false, insecure)?,
             token_url: url::dial_url(TOKEN_URL_SOURCE, token, false, insecure)?,
+            git_url: git
+                .map(|g| url::dial_url(GIT_URL_SOURCE, g, false, insecure))
+                .transpose()?,
         })
     }
 
@@ -162,6 +168,7 @@ impl BitbucketEndpoints {
 
 const API_URL_SOURCE: &str = "--bitbucket-api-url (BITBUCKET_API_URL)";
 const TOKEN_URL_SOURCE: &str = "--bitbucket-token-url (BITBUCKET_TOKEN_URL)";
+const GIT_URL_SOURCE: &str = "--bitbucket-git-url (BITBUCKET_GIT_URL)";
 
 /// Checks an owner name: it becomes a path segment of every key.
 pub fn check_owner(owner: &str) -> Result<(), ConfigError> {

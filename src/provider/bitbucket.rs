@@ -41,12 +41,16 @@ use self::page::{Page, api_error_message, parse_page};
 pub use self::retry::RetryPolicy;
 use self::retry::{Transient, Try, parse_retry_after, retrying};
 use self::token::{CachedToken, OAuthClient, Renew, grants_repository_read, oauth_client};
-use super::{GitAuth, Provider, ProviderError, RemoteRepo};
+use super::{GitAuth, Listing, Provider, ProviderError};
 use crate::secret::Secret;
 
 const PROVIDER: &str = "bitbucket";
 pub const DEFAULT_API_URL: &str = "https://api.bitbucket.org/2.0";
 pub const DEFAULT_TOKEN_URL: &str = "https://bitbucket.org/site/oauth2/access_token";
+/// Where bitbucket.org's clone links point, and so the one host its git token may go to.
+pub const DEFAULT_GIT_URL: &str = "https://bitbucket.org";
+/// Full listings made at most when pages shift under the listing (see `list_repos`).
+const LISTING_ATTEMPTS: usize = 3;
 /// Bitbucket's maximum page length: fewest requests against the 1,000/h API budget.
 const PAGELEN: u32 = 100;
 /// 100,000 repositories. Far beyond any real workspace; stops a server that never ends.
@@ -59,10 +63,32 @@ const GIT_USERNAME: &str = "x-token-auth";
 pub struct BitbucketOptions {
     pub api_url: Url,
     pub token_url: Url,
+    /// The git host clone links must be on (scheme, host, port); `None`: [`expected_git_origin`].
+    pub git_url: Option<Url>,
     pub consumer_key: String,
     pub consumer_secret: Secret,
     pub retry: RetryPolicy,
     pub user_agent: String,
+}
+
+/// The host a repository's clone link must be on for the token to be sent to it: bitbucket.org
+/// for bitbucket.org's API, else the API's own scheme, host and port (a proxy or an emulator
+/// serves both), unless `git_url` names another.
+pub fn expected_git_origin(api_url: &Url, git_url: Option<&Url>) -> Url {
+    if let Some(u) = git_url {
+        return u.clone();
+    }
+    let default_api = Url::parse(DEFAULT_API_URL).expect("valid default URL");
+    if api_url.origin() == default_api.origin() {
+        return Url::parse(DEFAULT_GIT_URL).expect("valid default URL");
+    }
+    let mut origin = api_url.clone();
+    origin.set_path("/");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    let _ = origin.set_username("");
+    let _ = origin.set_password(None);
+    origin
 }
 
 impl BitbucketOptions {
@@ -71,6 +97,7 @@ impl BitbucketOptions {
         Self {
             api_url: Url::parse(DEFAULT_API_URL).expect("valid default URL"),
             token_url: Url::parse(DEFAULT_TOKEN_URL).expect("valid default URL"),
+            git_url: None,
             consumer_key: consumer_key.into(),
             consumer_secret,
             retry: RetryPolicy::default(),
@@ -102,6 +129,8 @@ pub struct FirstPage {
 pub struct BitbucketProvider {
     api_url: Url,
     token_url: Url,
+    /// Clone links elsewhere are rejected: the git token goes to this host only.
+    git_origin: Url,
     consumer_key: String,
     /// Kept only to scrub it out of server-provided error text.
     consumer_secret: Secret,
@@ -152,6 +181,7 @@ impl BitbucketProvider {
             token_http: build(reqwest::redirect::Policy::none())?,
             // reqwest drops the Authorization header when a redirect changes host.
             api_http: build(reqwest::redirect::Policy::limited(5))?,
+            git_origin: expected_git_origin(&opts.api_url, opts.git_url.as_ref()),
             api_url: opts.api_url,
             token_url: opts.token_url,
             consumer_key: opts.consumer_key,
@@ -272,6 +302,58 @@ impl BitbucketProvider {
         }
     }
 
+    /// One pass over every page: the listing, and whether every page reported the same `size`.
+    async fn list_once(&self, owner: &str) -> Result<(Listing, bool), ProviderError> {
+        let mut url = self.repos_url(owner);
+        let mut visited = HashSet::new();
+        let mut listing = Listing::default();
+        let mut sizes = HashSet::new();
+        loop {
+            if !visited.insert(url.to_string()) {
+                return Err(ProviderError::PaginationLoop {
+                    url: url.to_string(),
+                });
+            }
+            if visited.len() > MAX_PAGES {
+                return Err(ProviderError::Decode {
+                    url: url.to_string(),
+                    message: format!(
+                        "more than {MAX_PAGES} pages of repositories; refusing to go on"
+                    ),
+                });
+            }
+            let page = self.get_page(&url, owner, visited.len() == 1).await?;
+            sizes.insert(page.size);
+            for raw in page.values {
+                match raw.into_remote(owner, &self.git_origin) {
+                    Ok(Some(repo)) => listing.repos.push(repo),
+                    Ok(None) => {}
+                    Err(rejected) => listing.rejected.push(rejected),
+                }
+            }
+            let Some(next) = page.next else { break };
+            url = Url::parse(&next)
+                .ok()
+                .filter(|n| n.origin() == self.api_url.origin())
+                .ok_or_else(|| ProviderError::Decode {
+                    url: url.to_string(),
+                    message: format!(
+                        "`next` link {:?} is not a URL on {}",
+                        crate::text::escape(&next),
+                        self.api_url.origin().ascii_serialization()
+                    ),
+                })?;
+        }
+        debug!(
+            owner,
+            count = listing.repos.len(),
+            rejected = listing.rejected.len(),
+            pages = visited.len(),
+            "listed Bitbucket repositories"
+        );
+        Ok((listing, sizes.len() <= 1))
+    }
+
     /// One GET; 429, 5xx and connection failures come back as [`Try::Again`].
     async fn send_api(
         &self,
@@ -307,52 +389,42 @@ impl Provider for BitbucketProvider {
         PROVIDER
     }
 
-    async fn list_repos(&self, owner: &str) -> Result<Vec<RemoteRepo>, ProviderError> {
-        let mut url = self.repos_url(owner);
-        let mut visited = HashSet::new();
-        let mut repos = Vec::new();
-        loop {
-            if !visited.insert(url.to_string()) {
-                return Err(ProviderError::PaginationLoop {
-                    url: url.to_string(),
-                });
+    /// Bitbucket pages by offset, so a repository created or deleted while we page shifts the
+    /// later pages by one and one repository would silently be missed (or seen twice). The
+    /// pages' `size` is no count to trust (it can disagree with the values), but a `size` that
+    /// changes between pages of one listing is a sure sign of such a shift: then the listing
+    /// is made again, up to [`LISTING_ATTEMPTS`] times, until one pass sees a steady `size`.
+    /// If none does, the passes are merged (a deleted repository then fails its clone, which
+    /// is reported, rather than a live one going missing) and a warning says so.
+    async fn list_repos(&self, owner: &str) -> Result<Listing, ProviderError> {
+        let mut merged = Listing::default();
+        for attempt in 1..=LISTING_ATTEMPTS {
+            let (listing, steady) = self.list_once(owner).await?;
+            if steady {
+                return Ok(listing);
             }
-            if visited.len() > MAX_PAGES {
-                return Err(ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "more than {MAX_PAGES} pages of repositories; refusing to go on"
-                    ),
-                });
-            }
-            let page = self.get_page(&url, owner, visited.len() == 1).await?;
-            for raw in page.values {
-                if let Some(repo) = raw.into_remote().map_err(|message| ProviderError::Decode {
-                    url: url.to_string(),
-                    message,
-                })? {
-                    repos.push(repo);
+            tracing::warn!(
+                owner,
+                attempt,
+                "repositories were created or deleted while listing (the page totals changed); \
+                 listing again so none is missed"
+            );
+            for repo in listing.repos {
+                if !merged.repos.iter().any(|r| r.full_name == repo.full_name) {
+                    merged.repos.push(repo);
                 }
             }
-            let Some(next) = page.next else { break };
-            url = Url::parse(&next)
-                .ok()
-                .filter(|n| n.origin() == self.api_url.origin())
-                .ok_or_else(|| ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "`next` link {next:?} is not a URL on {}",
-                        self.api_url.origin().ascii_serialization()
-                    ),
-                })?;
+            for r in listing.rejected {
+                if !merged.rejected.contains(&r) {
+                    merged.rejected.push(r);
+                }
+            }
         }
-        debug!(
+        tracing::warn!(
             owner,
-            count = repos.len(),
-            pages = visited.len(),
-            "listed Bitbucket repositories"
+            "the listing kept changing; backing up the union of {LISTING_ATTEMPTS} listings"
         );
-        Ok(repos)
+        Ok(merged)
     }
 
     /// With `refresh`, callers that were refused the token current when they called share one

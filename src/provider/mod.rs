@@ -34,6 +34,121 @@ pub struct RemoteRepo {
     pub is_private: Option<bool>,
 }
 
+/// A listed entry that cannot be backed up as it is (an unsafe slug, a clone link on another
+/// host, a broken entry): recorded as a failed repository with `reason`; the run goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The slug as listed, escaped for display; `(none)` when the entry had none.
+    pub slug: String,
+    /// The full name as listed, escaped for display, else `owner/slug`.
+    pub full_name: String,
+    pub reason: String,
+}
+
+/// An owner's repositories as listed: what can be backed up, and what cannot (and why).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub repos: Vec<RemoteRepo>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// The longest slug accepted: far beyond Bitbucket's and GitHub's 100-character limits,
+/// and short enough for a file name with `.bundle` on any file system.
+pub const MAX_SLUG_LEN: usize = 200;
+
+/// Why `slug` cannot name a bundle, if it cannot: letters, digits, `.`, `_` and `-` only, at
+/// most [`MAX_SLUG_LEN`] bytes, not starting with `.` or `-` (no hidden files, no `..`, no
+/// option-like names).
+pub fn slug_problem(slug: &str) -> Option<String> {
+    if slug.is_empty() {
+        return Some("the slug is empty".into());
+    }
+    if slug.len() > MAX_SLUG_LEN {
+        return Some(format!("the slug is longer than {MAX_SLUG_LEN} bytes"));
+    }
+    if slug.starts_with(['.', '-']) {
+        return Some("the slug starts with `.` or `-`".into());
+    }
+    if let Some(c) = slug
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!(
+            "the slug holds {}, not only letters, digits, `.`, `_` and `-`",
+            crate::text::escape(&format!("{c:?}"))
+        ));
+    }
+    None
+}
+
+/// The provider-neutral rules every listing goes through before anything is cloned: a sane
+/// slug, `full_name == owner/slug`, and one repository per slug. A repository listed twice
+/// with the same clone URL (pages that shifted) is kept once, with a warning; twice with
+/// different URLs, it is rejected: which one is real cannot be known, and both would be
+/// written to one key.
+pub fn vet(owner: &str, listing: Listing) -> Listing {
+    let mut out = Listing {
+        repos: Vec::with_capacity(listing.repos.len()),
+        rejected: listing.rejected,
+    };
+    let mut by_slug: std::collections::HashMap<String, usize> = Default::default();
+    let mut conflicted: std::collections::BTreeSet<String> = Default::default();
+    for repo in listing.repos {
+        let reject = |reason: String| Rejected {
+            slug: crate::text::escape(&repo.slug).into_owned(),
+            full_name: crate::text::escape(&repo.full_name).into_owned(),
+            reason,
+        };
+        if let Some(problem) = slug_problem(&repo.slug) {
+            out.rejected
+                .push(reject(format!("unsafe name from the listing: {problem}")));
+            continue;
+        }
+        let expected = format!("{owner}/{}", repo.slug);
+        if repo.full_name != expected {
+            let reason = format!(
+                "the listing names it `{}`, not `{expected}`",
+                crate::text::escape(&repo.full_name)
+            );
+            out.rejected.push(reject(reason));
+            continue;
+        }
+        match by_slug.get(&repo.slug) {
+            None => {
+                by_slug.insert(repo.slug.clone(), out.repos.len());
+                out.repos.push(repo);
+            }
+            Some(&i) if out.repos[i].clone_url == repo.clone_url => {
+                tracing::warn!(repo = %repo.full_name, "listed twice; backed up once");
+            }
+            Some(_) => {
+                conflicted.insert(repo.slug.clone());
+            }
+        }
+    }
+    if !conflicted.is_empty() {
+        out.repos.retain(|r| {
+            if !conflicted.contains(&r.slug) {
+                return true;
+            }
+            out.rejected.push(Rejected {
+                slug: r.slug.clone(),
+                full_name: r.full_name.clone(),
+                reason: "listed more than once with different clone URLs: not backed up, \
+                         since both would be written to one key"
+                    .into(),
+            });
+            false
+        });
+    }
+    out
+}
+
+/// Lists `owner` through `provider` and applies [`vet`]: what every caller uses.
+pub async fn list_vetted(provider: &dyn Provider, owner: &str) -> Result<Listing, ProviderError> {
+    Ok(vet(owner, provider.list_repos(owner).await?))
+}
+
 /// Credentials for git over HTTPS. `Debug` never shows the password.
 #[derive(Debug, Clone)]
 pub struct GitAuth {
@@ -110,10 +225,80 @@ pub trait Provider: Send + Sync + Debug {
     fn name(&self) -> &'static str;
 
     /// Every git repository of `owner`, in the service's order. Follows pagination to the end,
-    /// retrying transient failures; non-git repositories are left out.
-    async fn list_repos(&self, owner: &str) -> Result<Vec<RemoteRepo>, ProviderError>;
+    /// retrying transient failures; non-git repositories are left out. An entry that cannot be
+    /// backed up (broken, or its clone link on a host the credentials are not for) is in
+    /// `rejected`: one bad entry never fails the listing. Callers go through [`list_vetted`].
+    async fn list_repos(&self, owner: &str) -> Result<Listing, ProviderError>;
 
     /// Credentials for cloning. Cached while they have comfortably long to live; `refresh`
     /// forces new ones (the caller saw the last ones refused).
     async fn git_auth(&self, refresh: bool) -> Result<GitAuth, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(slug: &str, full_name: &str, url: &str) -> RemoteRepo {
+        RemoteRepo {
+            slug: slug.into(),
+            full_name: full_name.into(),
+            clone_url: Url::parse(url).unwrap(),
+            size: None,
+            updated_on: None,
+            default_branch: Some("main".into()),
+            is_private: None,
+        }
+    }
+
+    #[test]
+    fn slugs_are_letters_digits_dot_underscore_dash() {
+        for ok in ["api", "a.b_c-d", "A1", "x".repeat(MAX_SLUG_LEN).as_str()] {
+            assert_eq!(slug_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "..",
+            "-rf",
+            "a/b",
+            "a b",
+            "a\u{1b}[31m",
+            "ü",
+            "x".repeat(MAX_SLUG_LEN + 1).as_str(),
+        ] {
+            assert!(slug_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn vetting_rejects_bad_names_and_conflicting_duplicates() {
+        let u = "https://bitbucket.org/acme/x.git";
+        let listing = Listing {
+            repos: vec![
+                repo("api", "acme/api", "https://bitbucket.org/acme/api.git"),
+                repo("../etc", "acme/../etc", u),
+                repo("web", "other/web", u),
+                repo("evil\r\u{1b}[2K", "acme/evil", u),
+                repo("api", "acme/api", "https://bitbucket.org/acme/api.git"),
+                repo("dup", "acme/dup", "https://bitbucket.org/acme/dup.git"),
+                repo("dup", "acme/dup", "https://bitbucket.org/acme/dup2.git"),
+            ],
+            rejected: vec![],
+        };
+        let out = vet("acme", listing);
+        let kept: Vec<&str> = out.repos.iter().map(|r| r.slug.as_str()).collect();
+        assert_eq!(kept, ["api"]);
+        let rejected: Vec<(&str, &str)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.slug.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(rejected.len(), 4, "{rejected:?}");
+        assert!(rejected[0].1.contains("unsafe name"), "{rejected:?}");
+        assert!(rejected[1].1.contains("not `acme/web`"), "{rejected:?}");
+        assert!(!rejected[2].0.contains(['\r', '\u{1b}']), "{rejected:?}");
+        assert_eq!(rejected[3].0, "dup");
+        assert!(rejected[3].1.contains("more than once"), "{rejected:?}");
+    }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tracing::debug;
 use url::Url;
 
-use crate::provider::RemoteRepo;
+use crate::provider::{Rejected, RemoteRepo};
 
 /// The `error.message` of a Bitbucket API error body, else the start of the body.
 pub(super) fn api_error_message(body: &[u8]) -> String {
@@ -34,6 +34,9 @@ pub(super) fn api_error_message(body: &[u8]) -> String {
 pub(super) struct Page {
     pub(super) values: Vec<RawRepo>,
     pub(super) next: Option<String>,
+    /// The total Bitbucket reports: unreliable as a count, but a change between pages means
+    /// repositories were created or deleted while paging (see `list_repos`).
+    pub(super) size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,26 +78,62 @@ impl RawRepo {
         self.scm.as_deref().is_none_or(|s| s == "git")
     }
 
-    /// `Ok(None)` for a non-git repository. A git repository without an https clone link is an
-    /// error, not a skip: a silently missing repository is the worst outcome for a backup.
-    pub(super) fn into_remote(self) -> Result<Option<RemoteRepo>, String> {
-        let full_name = self.full_name.ok_or("a repository has no `full_name`")?;
+    /// `Ok(None)` for a non-git repository. A git repository that cannot be cloned as listed
+    /// (no name, no https clone link, a link on a host other than `git_origin`, which the
+    /// token would be sent to) is an `Err`: recorded as a failed repository, never skipped, since
+    /// a silently missing repository is the worst outcome for a backup.
+    pub(super) fn into_remote(
+        self,
+        owner: &str,
+        git_origin: &Url,
+    ) -> Result<Option<RemoteRepo>, Rejected> {
+        let shown = |s: &str| crate::text::escape(s).into_owned();
+        let slug = self.slug.clone().or_else(|| {
+            self.full_name
+                .as_deref()
+                .and_then(|f| f.rsplit('/').next())
+                .map(str::to_string)
+        });
+        let rejected = |reason: String| Rejected {
+            slug: slug
+                .as_deref()
+                .map(shown)
+                .unwrap_or_else(|| "(none)".into()),
+            full_name: match (&self.full_name, &slug) {
+                (Some(f), _) => shown(f),
+                (None, Some(s)) => format!("{owner}/{}", shown(s)),
+                (None, None) => format!("{owner}/(none)"),
+            },
+            reason,
+        };
+        let Some(full_name) = self.full_name.clone() else {
+            return Err(rejected("the listing gives it no `full_name`".into()));
+        };
         if let Some(scm) = self.scm.as_deref().filter(|s| *s != "git") {
             debug!(repo = %full_name, scm, "skipping non-git repository");
             return Ok(None);
         }
-        let slug = self
-            .slug
-            .or_else(|| full_name.rsplit('/').next().map(str::to_string))
-            .ok_or_else(|| format!("repository {full_name} has no `slug`"))?;
-        let href = self
+        let Some(slug) = slug.clone() else {
+            return Err(rejected("the listing gives it no `slug`".into()));
+        };
+        let Some(href) = self
             .links
-            .into_iter()
-            .flat_map(|l| l.clone)
+            .iter()
+            .flat_map(|l| l.clone.iter())
             .find(|l| l.name.as_deref() == Some("https"))
-            .ok_or_else(|| format!("repository {full_name} has no https clone link"))?
-            .href;
-        let clone_url = clone_url(&href).map_err(|e| format!("repository {full_name}: {e}"))?;
+            .map(|l| l.href.clone())
+        else {
+            return Err(rejected("the listing gives it no https clone link".into()));
+        };
+        let clone_url = clone_url(&href).map_err(rejected)?;
+        if !crate::config::url::same_origin(&clone_url, git_origin) {
+            return Err(rejected(format!(
+                "its clone link is on {}, not on the git host {}: not cloned, so the token is \
+                 not sent there (set --bitbucket-git-url if that host is right)",
+                crate::config::url::redact(&clone_url),
+                crate::config::url::redact(git_origin)
+            )));
+        }
         Ok(Some(RemoteRepo {
             slug,
             full_name,
@@ -110,9 +149,11 @@ impl RawRepo {
 /// Parses a clone href and drops its user info (`https://someone@bitbucket.org/…` names the
 /// caller; credentials go through the git credential callback only).
 fn clone_url(href: &str) -> Result<Url, String> {
-    let mut url = Url::parse(href).map_err(|e| format!("clone link {href:?} is not a URL: {e}"))?;
+    let shown = crate::text::escape(href);
+    let mut url =
+        Url::parse(href).map_err(|e| format!("its clone link {shown:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(format!("clone link {href:?} is not http(s)"));
+        return Err(format!("its clone link {shown:?} is not http(s)"));
     }
     // Cannot fail for http(s) URLs, which always have a host.
     let _ = url.set_username("");
@@ -123,6 +164,35 @@ fn clone_url(href: &str) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn origin() -> Url {
+        Url::parse("https://bitbucket.org").unwrap()
+    }
+
+    #[test]
+    fn clone_links_on_another_host_are_rejected() {
+        let body = br#"{"values":[
+            {"slug":"a","full_name":"w/a","links":{"clone":[{"name":"https","href":"https://me@evil.example/w/a.git"}]}},
+            {"slug":"b","full_name":"w/b","links":{"clone":[{"name":"https","href":"http://bitbucket.org/w/b.git"}]}},
+            {"slug":"c","full_name":"w/c","links":{"clone":[{"name":"https","href":"https://bitbucket.org:8443/w/c.git"}]}},
+            {"slug":"d","full_name":"w/d","links":{"clone":[{"name":"https","href":"https://BitBucket.org/w/d.git"}]}}
+        ]}"#;
+        let out: Vec<_> = parse_page(body)
+            .unwrap()
+            .values
+            .into_iter()
+            .map(|r| r.into_remote("w", &origin()))
+            .collect();
+        for r in &out[..3] {
+            let e = r.as_ref().unwrap_err();
+            assert!(
+                e.reason
+                    .contains("not on the git host https://bitbucket.org"),
+                "{e:?}"
+            );
+        }
+        assert!(out[3].as_ref().unwrap().is_some());
+    }
 
     #[test]
     fn clone_href_loses_user_info() {
@@ -150,7 +220,7 @@ mod tests {
         let repos: Vec<_> = page
             .values
             .into_iter()
-            .filter_map(|r| r.into_remote().unwrap())
+            .filter_map(|r| r.into_remote("acme", &origin()).unwrap())
             .collect();
         assert_eq!(repos.len(), 2);
         assert_eq!(
@@ -177,9 +247,10 @@ mod tests {
             .into_iter()
             .next()
             .unwrap()
-            .into_remote()
+            .into_remote("w", &origin())
             .unwrap_err();
-        assert!(err.contains("no https clone link"), "{err}");
+        assert!(err.reason.contains("no https clone link"), "{err:?}");
+        assert_eq!(err.full_name, "w/a");
         assert!(parse_page(br#"{"type":"error"}"#).is_err());
     }
 
