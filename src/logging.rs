@@ -8,13 +8,21 @@
 //!   UTC timestamps and every per-repository line at info level, as before.
 //! - Other crates stay at `warn` unless asked for with `-vv` or `RUST_LOG`: the SDKs are chatty.
 //!
+//! - The AWS crates never log below `debug`, whatever `RUST_LOG` says: at `trace` they print
+//!   request bodies, and the STS request of IRSA (the default deployment) carries the
+//!   web-identity token in its body.
+//!
 //! JSON lines are for machines and always carry everything at the chosen level.
 
 use std::io::IsTerminal;
 
+use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
 
@@ -35,6 +43,14 @@ pub fn directives(terminal: bool, verbose: u8, quiet: bool) -> String {
         d.push_str(&format!(",{PER_REPOSITORY}=warn"));
     }
     d
+}
+
+/// The most the AWS SDK crates may log (see the module docs).
+const AWS_MAX_LEVEL: Level = Level::DEBUG;
+
+/// Whether an event passes the cap on the AWS crates' level.
+pub fn under_aws_cap(meta: &Metadata<'_>) -> bool {
+    !meta.target().starts_with("aws_") || *meta.level() <= AWS_MAX_LEVEL
 }
 
 /// `HH:MM:SS` (UTC) on a terminal, full RFC 3339 UTC elsewhere.
@@ -67,17 +83,23 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         // Log lines go above the progress bars (when any are shown) instead of tearing them.
         .with_writer(crate::progress::LogWriter::new());
+    // A global filter beside RUST_LOG's: no directive can lift it.
+    let cap = filter_fn(under_aws_cap);
     match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .finish()
+            .with(cap)
             .init(),
         LogFormat::Text => builder
             .with_target(false)
             .with_ansi(terminal)
             .with_timer(Clock { short: terminal })
             .compact()
+            .finish()
+            .with(cap)
             .init(),
     }
 }
@@ -128,6 +150,33 @@ mod tests {
         assert_eq!(first.as_bytes()[2], b':', "{first}");
         assert_eq!(first.as_bytes()[5], b':', "{first}");
         assert_eq!(first.as_bytes()[8], b' ', "{first}");
+    }
+
+    #[test]
+    fn aws_crates_stay_at_debug_whatever_rust_log_says() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = seen.clone();
+        let writer = move || Capture(sink.clone());
+        let subscriber = tracing_subscriber::registry()
+            .with(EnvFilter::new("trace,aws_smithy_runtime::client=trace"))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_ansi(false),
+            )
+            .with(filter_fn(under_aws_cap));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", "body WebIdentityToken=secret");
+            tracing::debug!(target: "aws_config::sts", "a debug line");
+            tracing::trace!(target: "git_offsite::backup", "our own trace");
+        });
+        let text = seen.lock().unwrap().concat();
+        assert!(!text.contains("WebIdentityToken"), "{text}");
+        assert!(
+            text.contains("a debug line") && text.contains("our own trace"),
+            "{text}"
+        );
     }
 
     struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);

@@ -8,6 +8,7 @@ mod cli;
 mod emulator;
 mod incremental;
 mod infra;
+mod leaks;
 mod lock;
 mod mirror;
 mod names;

@@ -417,7 +417,7 @@ async fn a_token_close_to_expiry_is_renewed_before_use() {
     tokio::time::sleep(Duration::from_millis(2_600)).await;
     let second = p.git_auth(false).await.unwrap();
     assert_ne!(second.password, first.password);
-    p.list_repos(WS).await.unwrap().repos;
+    p.list_repos(WS).await.unwrap();
 
     let stats = f.emu.stats();
     assert_eq!(stats.token_requests, 2);
@@ -534,7 +534,7 @@ async fn secrets_and_tokens_never_reach_logs_errors_or_debug() {
         .push_fault(Route::List, Fault::RateLimit { retry_after: None });
     f.emu.push_fault(Route::List, Fault::Delay(Duration::ZERO));
     f.emu.push_fault(Route::List, Fault::ExpireTokens);
-    p.list_repos(WS).await.unwrap().repos;
+    p.list_repos(WS).await.unwrap();
     let before = p.git_auth(false).await.unwrap();
     let after = p.git_auth(true).await.unwrap();
     let wrong = provider_with(&f.emu, KEY, "not-the-secret-e3b0c442");

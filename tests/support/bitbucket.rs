@@ -463,6 +463,11 @@ impl Emulator {
         inner.issue(key, &opts).0
     }
 
+    /// Every access token issued so far (for leak scans).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.lock().tokens.keys().cloned().collect()
+    }
+
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);

@@ -42,6 +42,18 @@ impl Trap {
                             }
                         }
                     }
+                    // The body too (an STS request carries its secrets there).
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    let mut body = vec![0; len.min(1 << 20)];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    head.push_str(&String::from_utf8_lossy(&body));
                     seen.lock().unwrap().push(head);
                     let _ = stream.write_all(
                         b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"trap\"\r\n\
@@ -58,7 +70,7 @@ impl Trap {
         self.base.clone()
     }
 
-    /// Every request head received so far (request line and headers).
+    /// Every request received so far (request line, headers and body).
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
