@@ -12,10 +12,8 @@ use crate::support::readback::entry;
 
 const DATE: &str = "2026-11-24";
 
-fn manifest(dest: &Path) -> Value {
-    let text = std::fs::read_to_string(dest.join("acme").join(DATE).join("manifest.json"))
-        .expect("manifest written");
-    serde_json::from_str(&text).unwrap()
+fn manifest(dest: &std::path::Path) -> serde_json::Value {
+    TestEnv::local_manifest(dest, "acme", DATE)
 }
 
 fn patched(patch: Value) -> RepoOpts {
@@ -59,18 +57,7 @@ async fn bad_entries_fail_alone_and_names_are_escaped() {
         }
         env.emu.add_repo("acme", name, &source, patched(patch));
     }
-    let dest = env.path().join("dest");
-    let run = env
-        .run(&[
-            "backup",
-            "-o",
-            "acme",
-            "--dest",
-            dest.to_str().unwrap(),
-            "--date",
-            DATE,
-        ])
-        .await;
+    let (run, dest) = env.backup_dated("acme", DATE).await;
     run.expect_code(5);
     let m = manifest(&dest);
     assert_eq!(entry(&m, "good")["status"], "ok");
@@ -161,18 +148,7 @@ async fn duplicate_slugs_are_reported_not_uploaded_twice() {
         &source,
         patched(json!({"slug": "clash", "full_name": "acme/clash"})),
     );
-    let dest = env.path().join("dest");
-    let run = env
-        .run(&[
-            "backup",
-            "-o",
-            "acme",
-            "--dest",
-            dest.to_str().unwrap(),
-            "--date",
-            DATE,
-        ])
-        .await;
+    let (run, dest) = env.backup_dated("acme", DATE).await;
     run.expect_code(5);
     let m = manifest(&dest);
     let slugs: Vec<&str> = m["repositories"]
@@ -215,18 +191,7 @@ async fn a_default_branch_without_refs_is_a_failure_not_empty() {
             ..RepoOpts::default()
         },
     );
-    let dest = env.path().join("dest");
-    let run = env
-        .run(&[
-            "backup",
-            "-o",
-            "acme",
-            "--dest",
-            dest.to_str().unwrap(),
-            "--date",
-            DATE,
-        ])
-        .await;
+    let (run, dest) = env.backup_dated("acme", DATE).await;
     run.expect_code(5);
     let m = manifest(&dest);
     assert_eq!(entry(&m, "hollow")["status"], "empty");

@@ -236,9 +236,7 @@ async fn help_and_errors_do_not_show_secret_urls() {
 const DATE: &str = "2026-11-24";
 
 fn manifest(dest: &std::path::Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dest.join("acme").join(DATE).join("manifest.json"))
-        .expect("manifest written");
-    serde_json::from_str(&text).unwrap()
+    TestEnv::local_manifest(dest, "acme", DATE)
 }
 
 /// A hostile API answer whose clone link points at a second local server: the token must not
@@ -261,18 +259,7 @@ async fn a_clone_link_on_another_host_gets_no_token() {
             ..RepoOpts::default()
         },
     );
-    let dest = env.path().join("dest");
-    let run = env
-        .run(&[
-            "backup",
-            "-o",
-            "acme",
-            "--dest",
-            dest.to_str().unwrap(),
-            "--date",
-            DATE,
-        ])
-        .await;
+    let (run, dest) = env.backup_dated("acme", DATE).await;
     run.expect_code(5);
     assert!(trap.requests().is_empty(), "{:?}", trap.requests());
     let m = manifest(&dest);
@@ -340,18 +327,7 @@ async fn the_users_git_config_cannot_redirect_a_clone() {
     std::fs::write(home.join(".gitconfig"), &config).unwrap();
     std::fs::create_dir_all(home.join(".config/git")).unwrap();
     std::fs::write(home.join(".config/git/config"), &config).unwrap();
-    let dest = env.path().join("dest");
-    let run = env
-        .run(&[
-            "backup",
-            "-o",
-            "acme",
-            "--dest",
-            dest.to_str().unwrap(),
-            "--date",
-            DATE,
-        ])
-        .await;
+    let (run, dest) = env.backup_dated("acme", DATE).await;
     run.expect_code(0);
     assert!(trap.requests().is_empty(), "{:?}", trap.requests());
     assert_eq!(entry(&manifest(&dest), "api")["status"], "ok");

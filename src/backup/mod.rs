@@ -326,19 +326,8 @@ impl Pipeline {
             self.try_backup_one(&repo).await
         };
         drop(permit);
-        let mut entry = RepoEntry {
-            slug: repo.slug.clone(),
-            full_name: repo.full_name.clone(),
-            status: Status::Failed,
-            key: None,
-            size: None,
-            sha256: None,
-            head: None,
-            refs: BTreeMap::new(),
-            error: None,
-            since: None,
-            duration_ms: started.elapsed().as_millis() as u64,
-        };
+        let mut entry = failed_entry(&repo.slug, &repo.full_name, None);
+        entry.duration_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(None) => {
                 entry.status = Status::Empty;
@@ -497,23 +486,28 @@ fn missing_refs(repo: &RemoteRepo, refs: usize) -> Option<String> {
     }
 }
 
-/// A listed entry that could not be backed up: a failed entry with the reason, keeping the
-/// bundle of today's earlier run if it had one (as any failure does).
-fn rejected_entry(r: &Rejected, history: &History) -> Done {
-    tracing::error!(repo = %r.full_name, error = %r.reason, "repository failed");
-    let run = RepoEntry {
-        slug: r.slug.clone(),
-        full_name: r.full_name.clone(),
+/// A failed entry with nothing stored yet; the caller fills in what the repository got.
+fn failed_entry(slug: &str, full_name: &str, error: Option<String>) -> RepoEntry {
+    RepoEntry {
+        slug: slug.to_string(),
+        full_name: full_name.to_string(),
         status: Status::Failed,
         key: None,
         size: None,
         sha256: None,
         head: None,
         refs: BTreeMap::new(),
-        error: Some(r.reason.clone()),
+        error,
         since: None,
         duration_ms: 0,
-    };
+    }
+}
+
+/// A listed entry that could not be backed up: a failed entry with the reason, keeping the
+/// bundle of today's earlier run if it had one (as any failure does).
+fn rejected_entry(r: &Rejected, history: &History) -> Done {
+    tracing::error!(repo = %r.full_name, error = %r.reason, "repository failed");
+    let run = failed_entry(&r.slug, &r.full_name, Some(r.reason.clone()));
     let manifest = match history.good_today(&r.slug) {
         Some(kept) => kept.clone(),
         None => run.clone(),

@@ -116,6 +116,28 @@ impl TestEnv {
         Run::from_output(self.command(args).output().await.unwrap())
     }
 
+    /// `backup -o OWNER --dest <tempdir>/dest --date DATE`: the run, and the destination.
+    pub async fn backup_dated(&self, owner: &str, date: &str) -> (Run, PathBuf) {
+        let dest = self.dir.path().join("dest");
+        let args = [
+            "backup",
+            "-o",
+            owner,
+            "--dest",
+            dest.to_str().unwrap(),
+            "--date",
+            date,
+        ];
+        (self.run(&args).await, dest)
+    }
+
+    /// The manifest of `owner`'s `date` folder in a local destination.
+    pub fn local_manifest(dest: &Path, owner: &str, date: &str) -> serde_json::Value {
+        let path = dest.join(owner).join(date).join("manifest.json");
+        let text = std::fs::read_to_string(&path).expect("manifest written");
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// A bare repository with a couple of commits on `branch`, built under the test's
     /// `fixtures/` folder and served by the emulator as `owner/slug`.
     pub fn simple_repo(&self, owner: &str, slug: &str, branch: &str) -> PathBuf {
