@@ -18,7 +18,7 @@ Examples:
   git-offsite backup --owner acme --dest s3://backups/git
 
   # ... into MinIO or another S3-compatible store
-  AWS_ENDPOINT_URL_S3=http://minio:9000 git-offsite backup --owner acme --dest s3://backups/git
+  AWS_ENDPOINT_URL_S3=https://minio:9000 git-offsite backup --owner acme --dest s3://backups/git
 
   # Store the OAuth consumer once, interactively
   git-offsite login --owner acme

@@ -155,10 +155,9 @@ impl RestoreConfig {
             .push_to
             .as_deref()
             .map(|u| {
-                let url = url::Url::parse(u).map_err(|e| invalid("--push-to", u, e))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(invalid("--push-to", u, "expected an http(s) URL"));
-                }
+                // The push carries GIT_OFFSITE_PUSH_PASSWORD: the same rule as every URL dialed.
+                let insecure = file.allow_insecure_http.unwrap_or(false);
+                let url = super::url::dial_url("--push-to", u, false, insecure)?;
                 if url.password().is_some() {
                     return Err(invalid(
                         "--push-to",

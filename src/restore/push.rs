@@ -102,7 +102,7 @@ pub fn push(
                     "GIT_OFFSITE_PUSH_PASSWORD is set, but no user name",
                 ))
             }
-            (None, _) => git2::Config::open_default()
+            (None, _) => user_git_config()
                 .and_then(|config| Cred::credential_helper(&config, cred_url, username))
                 .map_err(|_| {
                     missing_credentials.set(true);
@@ -179,6 +179,37 @@ pub fn push(
         });
     }
     Ok(refs.len())
+}
+
+/// The user's and system's git configuration, read only here, for their credential helpers:
+/// the process keeps libgit2 away from it otherwise ([`crate::mirror::init_global_options`]
+/// empties its search path, so no `insteadOf` or `http.*` setting touches a backup).
+fn user_git_config() -> Result<git2::Config, git2::Error> {
+    let mut config = git2::Config::new()?;
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let files = [
+        (
+            Some(std::path::PathBuf::from("/etc/gitconfig")),
+            git2::ConfigLevel::System,
+        ),
+        (
+            xdg.map(|x| x.join("git").join("config")),
+            git2::ConfigLevel::XDG,
+        ),
+        (
+            home.map(|h| h.join(".gitconfig")),
+            git2::ConfigLevel::Global,
+        ),
+    ];
+    for (path, level) in files {
+        if let Some(path) = path.filter(|p| p.is_file()) {
+            config.add_file(&path, level, false)?;
+        }
+    }
+    Ok(config)
 }
 
 #[cfg(test)]
