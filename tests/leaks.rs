@@ -76,6 +76,8 @@ async fn no_secret_reaches_any_output_file_object_or_monitoring_request() {
     let metrics = env.path().join("metrics.prom");
     let metrics = metrics.to_str().unwrap().to_string();
     let hc = format!("{}/ping/abc", monitor.base_url());
+    let restored = env.path().join("restored");
+    let restored = restored.to_str().unwrap().to_string();
     let mut ev = Evidence(Vec::new());
 
     // Success, verbose, trace, JSON; on disk and in S3; metrics file, push and healthcheck.
@@ -136,6 +138,13 @@ async fn no_secret_reaches_any_output_file_object_or_monitoring_request() {
             "verify",
             vec!["-vv", "verify", "-o", "acme", "--dest", &s3_dest],
             None,
+        ),
+        (
+            "restore",
+            vec![
+                "restore", "-o", "acme", "--dest", &s3_dest, "--all", "--to", &restored,
+            ],
+            Some("trace"),
         ),
         ("login", vec!["-vv", "login", "-o", "acme"], Some("trace")),
     ];
