@@ -552,3 +552,31 @@ async fn prune_skips_what_is_still_retained_and_removes_the_rest() {
     // Skipping what is retained is the expected state of a lock bucket, not a failure.
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_default_retention_gets_checksums_without_lock_flags() {
+    // AWS demands the checksum whenever a retention applies, the bucket's default included.
+    let Some(s3) = local_s3().await else { return };
+    s3.enable_object_lock_with_default_retention(1);
+    let store = store(&s3, WriteOptions::default());
+    store.check().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (key, bytes) in write_everything(&store, dir.path()).await {
+        assert_eq!(store.get(&key).await.unwrap(), bytes, "{key}");
+    }
+    for op in ["PutObject", "UploadPart"] {
+        for h in s3.headers(op) {
+            assert_eq!(checksums(&h), ["content-md5"], "{op}");
+            assert!(
+                !h.contains_key("x-amz-object-lock-mode"),
+                "{op}: no flags, no lock headers"
+            );
+        }
+    }
+    // And the default retention is respected on delete.
+    let err = store
+        .delete(&Key::new("t/lock/manifest.json").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Retained { .. }), "{err:?}");
+}

@@ -251,7 +251,7 @@ impl S3Store {
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
         let size = source.size();
-        let md5 = self.writes.md5_of_source(source, 0, size).await?;
+        let md5 = self.md5_of_source(source, 0, size).await?;
         let body = source_body(source, 0, size).await?;
         self.client
             .put_object()
@@ -311,7 +311,11 @@ impl Store for S3Store {
     async fn check(&self) -> Result<(), StoreError> {
         let err = match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) if self.writes.object_lock.is_some() => return self.check_object_lock().await,
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                // Whether uploads need a checksum and deletes must go by version.
+                self.bucket_has_lock().await;
+                return Ok(());
+            }
             Err(e) => e,
         };
         // HeadBucket answers have no body, so the SDK only knows 404 by name; 403 and 301
@@ -346,7 +350,7 @@ impl Store for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(to_i64(len))
-            .set_content_md5(self.writes.md5_of_bytes(&data))
+            .set_content_md5(self.md5_of_bytes(&data))
             .with_writes(&self.writes)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(opts))

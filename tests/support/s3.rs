@@ -391,6 +391,12 @@ impl TestS3 {
         self.lock().enable(&self.bucket);
     }
 
+    /// Makes this an Object Lock bucket whose default retention (GOVERNANCE, `days`) applies to
+    /// every object written without lock headers.
+    pub fn enable_object_lock_with_default_retention(&self, days: i32) {
+        self.lock().set_default_retention(&self.bucket, days);
+    }
+
     /// Versions hidden behind a delete marker (`bucket/key`): still stored, no longer listed.
     pub fn delete_marked(&self) -> Vec<String> {
         self.lock().hidden()

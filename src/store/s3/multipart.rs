@@ -117,10 +117,7 @@ impl S3Store {
         part: Part,
         opts: &PutOptions,
     ) -> Result<CompletedPart, StoreError> {
-        let md5 = self
-            .writes
-            .md5_of_source(source, part.offset, part.len)
-            .await?;
+        let md5 = self.md5_of_source(source, part.offset, part.len).await?;
         let body = source_body(source, part.offset, part.len).await?;
         let out = self
             .client

@@ -19,6 +19,7 @@ use aws_sdk_s3::types::{ObjectLockMode, ServerSideEncryption, StorageClass};
 use base64::Engine;
 use md5::{Digest, Md5};
 
+use super::S3Store;
 use crate::store::{Source, StoreError};
 
 /// How long and how strictly every written object is retained (S3 Object Lock).
@@ -83,10 +84,14 @@ impl WriteOptions {
     fn storage_class(&self) -> Option<StorageClass> {
         self.storage_class.as_deref().map(StorageClass::from)
     }
+}
 
-    /// Whether uploads need a `Content-MD5`: only objects put under Object Lock.
-    pub(super) fn needs_md5(&self) -> bool {
-        self.object_lock.is_some()
+impl S3Store {
+    /// Whether uploads need a `Content-MD5`: with Object Lock asked for, or in a bucket that
+    /// has it (found by `check`), where a default retention may apply to every upload and S3
+    /// then demands a checksum even without lock headers.
+    fn needs_md5(&self) -> bool {
+        self.writes.object_lock.is_some() || self.lock_enabled.get() == Some(&true)
     }
 
     /// The `Content-MD5` of `data` when this upload needs one.
@@ -95,8 +100,7 @@ impl WriteOptions {
             .then(|| encode(Md5::digest(data).as_slice()))
     }
 
-    /// The `Content-MD5` of the `len` bytes at `offset` of `source` when this upload needs
-    /// one, read from disk off the async threads with a 1 MiB buffer.
+    /// The `Content-MD5` of the `len` bytes at `offset` of `source` when this upload needs one.
     pub(super) async fn md5_of_source(
         &self,
         source: &Source,
@@ -106,26 +110,32 @@ impl WriteOptions {
         if !self.needs_md5() {
             return Ok(None);
         }
-        let (head, file_offset, file_len) = source.slice(offset, len);
-        let path = source.path.clone();
-        let digest = tokio::task::spawn_blocking(move || {
-            let mut md5 = Md5::new();
-            md5.update(&head);
-            hash_file_range(&mut md5, &path, file_offset, file_len).map(|()| md5.finalize())
-        })
-        .await
-        .map_err(|e| StoreError::Io {
-            context: "cannot hash",
-            path: source.path.display().to_string(),
-            source: std::io::Error::other(e),
-        })?
-        .map_err(|e| StoreError::Io {
-            context: "cannot read",
-            path: source.path.display().to_string(),
-            source: e,
-        })?;
-        Ok(Some(encode(digest.as_slice())))
+        md5_of_source(source, offset, len).await.map(Some)
     }
+}
+
+/// The `Content-MD5` of the `len` bytes at `offset` of `source`, read from disk off the async
+/// threads with a 1 MiB buffer.
+async fn md5_of_source(source: &Source, offset: u64, len: u64) -> Result<String, StoreError> {
+    let (head, file_offset, file_len) = source.slice(offset, len);
+    let path = source.path.clone();
+    let digest = tokio::task::spawn_blocking(move || {
+        let mut md5 = Md5::new();
+        md5.update(&head);
+        hash_file_range(&mut md5, &path, file_offset, file_len).map(|()| md5.finalize())
+    })
+    .await
+    .map_err(|e| StoreError::Io {
+        context: "cannot hash",
+        path: source.path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(|e| StoreError::Io {
+        context: "cannot read",
+        path: source.path.display().to_string(),
+        source: e,
+    })?;
+    Ok(encode(digest.as_slice()))
 }
 
 fn encode(digest: &[u8]) -> String {
@@ -215,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn md5_only_under_object_lock_and_over_head_and_file_alike() {
+    fn md5_covers_exactly_the_slice_over_head_and_file_alike() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"world!").unwrap();
@@ -227,38 +237,19 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let plain = WriteOptions::default();
-        assert_eq!(plain.md5_of_bytes(b"x"), None);
+        let md5 = |b: &[u8]| encode(Md5::digest(b).as_slice());
         assert_eq!(
-            rt.block_on(plain.md5_of_source(&source, 0, 12)).unwrap(),
-            None
-        );
-        let locked = WriteOptions {
-            object_lock: Some(ObjectLock {
-                mode: LockMode::Governance,
-                days: 1,
-            }),
-            ..WriteOptions::default()
-        };
-        // The digest of exactly the bytes the slice covers.
-        let whole = locked.md5_of_bytes(b"hello world!").unwrap();
-        assert_eq!(
-            rt.block_on(locked.md5_of_source(&source, 0, 12)).unwrap(),
-            Some(whole)
+            rt.block_on(md5_of_source(&source, 0, 12)).unwrap(),
+            md5(b"hello world!")
         );
         assert_eq!(
-            rt.block_on(locked.md5_of_source(&source, 3, 6)).unwrap(),
-            locked.md5_of_bytes(b"lo wor")
+            rt.block_on(md5_of_source(&source, 3, 6)).unwrap(),
+            md5(b"lo wor")
         );
-        assert_eq!(
-            // RFC 1321: MD5("") = d41d8cd98f00b204e9800998ecf8427e.
-            locked.md5_of_bytes(b"").as_deref(),
-            Some("1B2M2Y8AsgTpgAmY7PhCfg==")
-        );
+        // RFC 1321: MD5("") = d41d8cd98f00b204e9800998ecf8427e.
+        assert_eq!(md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
         let short = Source::file(&path, 10);
-        let err = rt
-            .block_on(locked.md5_of_source(&short, 0, 10))
-            .unwrap_err();
+        let err = rt.block_on(md5_of_source(&short, 0, 10)).unwrap_err();
         assert!(err.to_string().contains("ended after 6"), "{err}");
     }
 }

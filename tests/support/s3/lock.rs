@@ -8,6 +8,9 @@
 //!   bucket";
 //! - PutObject/CreateMultipartUpload/CopyObject with `x-amz-object-lock-*` on a bucket without
 //!   lock: 400 InvalidRequest "Bucket is missing Object Lock Configuration";
+//! - a bucket default retention (`DefaultRetention` in the configuration) applies to every write
+//!   without lock headers, and with it the checksum rule below ("also when the bucket default
+//!   retention applies", GH kopia/kopia#711);
 //! - PutObject with lock parameters, and every UploadPart of an upload created with them,
 //!   without `Content-MD5` or an `x-amz-checksum-*`: 400 InvalidRequest "Content-MD5 OR
 //!   x-amz-checksum- HTTP header is required for Put Object requests with Object Lock
@@ -23,7 +26,7 @@
 //!
 //! Simplified: one version per key (an overwrite replaces the recorded one, where AWS would keep
 //! both); a hidden (delete-marked) version is moved out of the bucket directory and only
-//! counted; a bucket default retention is not modelled (every test passes lock headers).
+//! counted; a bucket's default retention is always GOVERNANCE for whole days.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +39,8 @@ use s3s::{S3Result, s3_error};
 #[derive(Default)]
 pub(super) struct LockEmulation {
     enabled: Mutex<HashSet<String>>,
+    /// Bucket → default retention in days.
+    default_days: Mutex<HashMap<String, i32>>,
     /// (bucket, key) → the current version and its retention.
     objects: Mutex<BTreeMap<(String, String), Version>>,
     /// Upload id → the retention its CreateMultipartUpload asked for.
@@ -82,6 +87,18 @@ impl LockEmulation {
         self.enabled.lock().unwrap().insert(bucket.to_string());
     }
 
+    pub(super) fn set_default_retention(&self, bucket: &str, days: i32) {
+        self.enable(bucket);
+        self.default_days
+            .lock()
+            .unwrap()
+            .insert(bucket.to_string(), days);
+    }
+
+    fn default_days(&self, bucket: &str) -> Option<i32> {
+        self.default_days.lock().unwrap().get(bucket).copied()
+    }
+
     pub(super) fn is_enabled(&self, bucket: &str) -> bool {
         self.enabled.lock().unwrap().contains(bucket)
     }
@@ -98,7 +115,15 @@ impl LockEmulation {
                 object_lock_enabled: Some(ObjectLockEnabled::from_static(
                     ObjectLockEnabled::ENABLED,
                 )),
-                rule: None,
+                rule: self.default_days(bucket).map(|days| ObjectLockRule {
+                    default_retention: Some(DefaultRetention {
+                        days: Some(days),
+                        mode: Some(ObjectLockRetentionMode::from_static(
+                            ObjectLockRetentionMode::GOVERNANCE,
+                        )),
+                        years: None,
+                    }),
+                }),
             }),
         })
     }
@@ -111,7 +136,15 @@ impl LockEmulation {
         until: Option<&Timestamp>,
     ) -> S3Result<Option<Retention>> {
         if mode.is_none() && until.is_none() {
-            return Ok(None);
+            let Some(days) = self.default_days(bucket) else {
+                return Ok(None);
+            };
+            let until =
+                std::time::SystemTime::now() + std::time::Duration::from_secs(days as u64 * 86_400);
+            return Ok(Some(Retention {
+                mode: ObjectLockMode::from_static(ObjectLockMode::GOVERNANCE),
+                until: Timestamp::from(until),
+            }));
         }
         if !self.is_enabled(bucket) {
             return Err(s3_error!(
