@@ -3,8 +3,9 @@
 //! CreateMultipartUpload and a CopyObject (copies do not inherit any of them from the
 //! source), plus the one checksum S3 insists on for uploads under Object Lock.
 //!
-//! That checksum is `Content-MD5`, set by us on exactly the PutObjects and UploadParts of a
-//! locked object and nowhere else: the client stays at `RequestChecksumCalculation::WhenRequired`
+//! That checksum is `Content-MD5`, set by us on exactly the PutObjects and UploadParts of an
+//! object under Object Lock (asked for, or a bucket that has it, where a default retention makes
+//! S3 demand it even without lock headers) and nowhere else: the client stays at `RequestChecksumCalculation::WhenRequired`
 //! so the S3-compatible stores that reject flexible checksums keep working, and MD5 per part
 //! means CreateMultipartUpload declares no checksum algorithm, which would oblige Complete to
 //! list every part's checksum. The hash needs the bytes before the request, so a part is read
