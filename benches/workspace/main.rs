@@ -22,6 +22,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod prune;
 mod readback;
 
 use std::collections::BTreeMap;
@@ -56,9 +57,10 @@ usage: cargo bench --bench workspace -- [OPTIONS]     (or infra/bench.sh [OPTION
                        default 1: no deltas)
   --runs N             measure everything N times (BENCH_RUNS, default 2)
   --jobs N             git-offsite --jobs and the parallel script's jobs (BENCH_JOBS, default 4)
-  --scenarios LIST     workspace,large,readback (BENCH_SCENARIOS); readback = a full backup,
-                       a no-change rerun, a rerun with one change, verify, verify --deep,
-                       restore --all and git clone of the bundles (git-offsite only)
+  --scenarios LIST     workspace,large,readback,prune (BENCH_SCENARIOS); readback = a full
+                       backup, a no-change rerun, a rerun with one change, verify, verify --deep,
+                       restore --all and git clone of the bundles; prune = prune over 60 daily
+                       snapshots (--repos bundles each) on a directory and on S3 (git-offsite only)
   --contenders LIST    git-offsite,parallel,naive (BENCH_CONTENDERS)
   --timeout SECS       per contender (BENCH_TIMEOUT, default 3600)
 extra git-offsite arguments: BENCH_OFFSITE_ARGS (split on spaces), e.g. \"--parts-in-flight 8\"
@@ -95,6 +97,8 @@ enum Scenario {
     Large,
     /// Incremental reruns, verify and restore: see `readback.rs`.
     Readback,
+    /// `prune` over 60 daily snapshots, local and S3: see `prune.rs`.
+    Prune,
 }
 
 impl Scenario {
@@ -103,6 +107,7 @@ impl Scenario {
             Scenario::Workspace => "workspace",
             Scenario::Large => "large",
             Scenario::Readback => "readback",
+            Scenario::Prune => "prune",
         }
     }
     fn workspace(self) -> &'static str {
@@ -110,6 +115,7 @@ impl Scenario {
             Scenario::Workspace => WORKSPACE,
             Scenario::Large => LARGE_WORKSPACE,
             Scenario::Readback => readback::READBACK_WORKSPACE,
+            Scenario::Prune => prune::PRUNE_WORKSPACE,
         }
     }
 }
@@ -151,6 +157,7 @@ fn scenario(s: &str) -> Option<Scenario> {
         "workspace" => Some(Scenario::Workspace),
         "large" => Some(Scenario::Large),
         "readback" => Some(Scenario::Readback),
+        "prune" => Some(Scenario::Prune),
         _ => None,
     }
 }
@@ -183,7 +190,12 @@ impl Settings {
             large_versions: 1,
             runs: 2,
             jobs: 4,
-            scenarios: vec![Scenario::Workspace, Scenario::Large, Scenario::Readback],
+            scenarios: vec![
+                Scenario::Workspace,
+                Scenario::Large,
+                Scenario::Readback,
+                Scenario::Prune,
+            ],
             contenders: vec![Contender::Offsite, Contender::Parallel, Contender::Naive],
             timeout: Duration::from_secs(3600),
             offsite_args: var("BENCH_OFFSITE_ARGS")
@@ -1212,6 +1224,7 @@ async fn run(s: Settings) -> i32 {
         let mut rows = Vec::new();
         let load_before = loadavg();
         let mut readback_steps = None;
+        let mut prune_steps = None;
         for &sc in &s.scenarios {
             if sc == Scenario::Readback {
                 eprintln!("bench: run {run}: readback (load {}) …", loadavg());
@@ -1232,6 +1245,19 @@ async fn run(s: Settings) -> i32 {
                     failed |= step.m.problem.is_some();
                 }
                 readback_steps = Some(steps);
+                continue;
+            }
+            if sc == Scenario::Prune {
+                eprintln!("bench: run {run}: prune (load {}) …", loadavg());
+                let steps = bench.prune(run).await;
+                for step in &steps {
+                    eprintln!(
+                        "bench:   {}: {:.2}s, {}",
+                        step.name, step.m.wall_s, step.detail
+                    );
+                    failed |= step.m.problem.is_some();
+                }
+                prune_steps = Some(steps);
                 continue;
             }
             // Every other run goes in reverse order, so no contender always runs first (or
@@ -1276,9 +1302,12 @@ async fn run(s: Settings) -> i32 {
             let _ = writeln!(
                 report,
                 "{}\n{}",
-                readback::table(steps),
+                readback::table("readback step", steps),
                 readback::targets(steps)
             );
+        }
+        if let Some(steps) = &prune_steps {
+            let _ = writeln!(report, "{}", readback::table("prune step", steps));
         }
     }
     println!("{report}");

@@ -269,10 +269,11 @@ fn add_commit(repo: &Path) {
     git(repo, &["update-ref", &branch, &commit]);
 }
 
-pub fn table(steps: &[Step]) -> String {
-    let mut t = String::from(
-        "| readback step | wall s | CPU s | server CPU s | peak RSS MiB | MiB/s of bundles | detail |\n\
-         |---|---:|---:|---:|---:|---:|---|\n",
+/// The table of a sequence of steps; `title` heads the first column.
+pub fn table(title: &str, steps: &[Step]) -> String {
+    let mut t = format!(
+        "| {title} | wall s | CPU s | server CPU s | peak RSS MiB | MiB/s of bundles | detail |\n\
+         |---|---:|---:|---:|---:|---:|---|\n"
     );
     for s in steps {
         let rate = match (s.bytes, &s.m.problem) {
@@ -290,7 +291,7 @@ pub fn table(steps: &[Step]) -> String {
     }
     for s in steps {
         if let Some(p) = &s.m.problem {
-            let _ = writeln!(t, "\nreadback / {}: {p}", s.name);
+            let _ = writeln!(t, "\n{title} / {}: {p}", s.name);
         }
     }
     t
