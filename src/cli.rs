@@ -22,6 +22,9 @@ Examples:
 
   # Store the OAuth consumer once, interactively
   git-offsite login --owner acme
+
+  # Keep 7 daily, 4 weekly and 12 monthly snapshots, remove the rest (try --dry-run first)
+  git-offsite prune --owner acme --dest s3://backups/git --keep-daily 7 --keep-weekly 4 --keep-monthly 12
 ";
 
 #[derive(Debug, Parser)]

@@ -115,13 +115,20 @@ pub(super) async fn run(
     }
     combine(outcomes)?;
     // Only after a backup that ended with exit 0: a failed night must not cost old snapshots.
+    // Each owner is pruned even when an earlier one's prune failed; the first error counts.
+    let mut first_error = None;
     if let Some(retention) = cfg.prune.as_ref().filter(|_| !cfg.dry_run) {
         for source in &cfg.sources {
             let owner = OwnerLayout::new(cfg.dest.prefix(), &source.owner)?;
-            super::prune::apply(store.as_ref(), &owner, retention, false, false).await?;
+            if let Err(e) =
+                super::prune::apply(store.as_ref(), &owner, retention, false, false).await
+            {
+                tracing::error!(owner = %source.owner, error = %e, "prune after the backup failed");
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Writes/pushes metrics and pings the healthcheck. Failures are warnings: a monitoring

@@ -259,6 +259,7 @@ fn folder_plan(
         p.reasons = why.clone();
         return p;
     }
+    p.reasons.push("no rule keeps it".into());
     p.remove = removable(f, protected, &manifest_key, &mut p.reasons);
     let stay: BTreeSet<String> = manifest
         .repositories
