@@ -479,3 +479,48 @@ async fn backup_prunes_after_success_only() {
     );
     assert!(ok.stderr.contains("prune of `acme`"), "{}", ok.stderr);
 }
+
+/// The binary's side of a refused delete: it finishes what it can, names what it could not
+/// remove on one line each, and exits 4 (the destination refused); nothing kept is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delete_exits_4_and_names_the_object() {
+    let s3 = TestS3::start().await;
+    if !s3.can_inject_faults() {
+        eprintln!("skipped: fault injection needs the in-process S3 server");
+        return;
+    }
+    let env = TestEnv::new().await;
+    let dest = Dest::S3(&s3);
+    let (store, owner) = store_of(&dest);
+    for date in ["2026-01-01", "2026-01-02", "2026-01-03"] {
+        put_snapshot(store.as_ref(), &owner, d(date)).await;
+    }
+    s3.fail_delete_objects(1);
+    let run = dest
+        .read_command(&env, "prune", &["--keep-last", "1"])
+        .await;
+    run.expect_code(4);
+    assert!(
+        run.stderr.contains("could not be removed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("failed: ") && l.contains("2026-01-01/api.bundle")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        dates(&dest).await,
+        ["2026-01-01", "2026-01-02", "2026-01-03"]
+            .map(String::from)
+            .into()
+    );
+    s3.clear_faults();
+    dest.read_command(&env, "prune", &["--keep-last", "1"])
+        .await
+        .expect_code(0);
+    assert_eq!(dates(&dest).await, ["2026-01-03"].map(String::from).into());
+}
