@@ -130,6 +130,24 @@ macro_rules! store_suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn put_if_absent() {
+                let f = $fixture;
+                conformance::put_if_absent(f.store(), f.base()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_creators() {
+                let f = $fixture;
+                conformance::concurrent_creators(f.store(), f.base()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn put_if_version() {
+                let f = $fixture;
+                conformance::put_if_version(f.store(), f.base()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn overwrite() {
                 let f = $fixture;
                 conformance::overwrite(f.store(), f.base(), f.scratch()).await;

@@ -20,6 +20,9 @@ use bytes::Bytes;
 
 use super::{Key, ObjectMeta, PutOptions, Source, Store, StoreError};
 
+mod conditional;
+pub use conditional::{concurrent_creators, put_if_absent, put_if_version};
+
 /// Three parts of 5 MiB, the last one short: big enough to go multipart with test part sizes.
 pub const MULTIPART_SIZE: u64 = 12 * 1024 * 1024 + 4321;
 

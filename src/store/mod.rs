@@ -219,6 +219,18 @@ pub enum StoreError {
     },
 }
 
+/// Which version of an object a conditional write expects (S3: the ETag; a directory: the
+/// file's identity). Opaque: only compared, never parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+/// An object read together with its [`Version`], for a later [`Store::put_if_version`].
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub data: Bytes,
+    pub version: Version,
+}
+
 /// One key [`Store::delete_many`] could not remove, and why.
 #[derive(Debug)]
 pub struct DeleteFailure {
@@ -247,6 +259,31 @@ pub trait Store: Send + Sync + Debug {
 
     /// Writes a small object in one request, atomically replacing any previous one.
     async fn put(&self, key: &Key, data: Bytes, opts: &PutOptions) -> Result<(), StoreError>;
+
+    /// Writes a small object only if nothing exists at `key` (S3: PutObject with
+    /// `If-None-Match: *`; a directory: a no-replace rename). Of two concurrent callers exactly
+    /// one creates it. `Ok(Some(version))` when this call created it, `Ok(None)` when the key
+    /// was taken (nothing written).
+    async fn put_if_absent(
+        &self,
+        key: &Key,
+        data: Bytes,
+        opts: &PutOptions,
+    ) -> Result<Option<Version>, StoreError>;
+
+    /// Replaces the object at `key` only if it is still `expected` (S3: `If-Match` on the
+    /// ETag): a compare-and-swap. Of two concurrent callers expecting the same version at most
+    /// one succeeds. `Ok(None)` when the object changed or is gone (nothing written).
+    async fn put_if_version(
+        &self,
+        key: &Key,
+        data: Bytes,
+        opts: &PutOptions,
+        expected: &Version,
+    ) -> Result<Option<Version>, StoreError>;
+
+    /// The whole (small) object and its version; `None` when it does not exist.
+    async fn get_versioned(&self, key: &Key) -> Result<Option<Versioned>, StoreError>;
 
     /// Uploads `source`. Large sources go up in parts; on any error the upload is aborted so
     /// no partial object or open multipart upload remains. A file shorter than the source says

@@ -40,10 +40,11 @@ use self::errors::redact_userinfo;
 use self::write::Writes;
 use super::{
     DeleteFailure, Download, Key, Listing, MAX_DELETE_BATCH, ObjectMeta, PutOptions, Source, Store,
-    StoreError,
+    StoreError, Version, Versioned,
 };
 
 mod body;
+mod conditional;
 mod copy;
 mod delete;
 mod errors;
@@ -363,6 +364,29 @@ impl Store for S3Store {
             p(len);
         }
         Ok(())
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &Key,
+        data: Bytes,
+        opts: &PutOptions,
+    ) -> Result<Option<Version>, StoreError> {
+        self.put_conditional(key, data, opts, None).await
+    }
+
+    async fn put_if_version(
+        &self,
+        key: &Key,
+        data: Bytes,
+        opts: &PutOptions,
+        expected: &Version,
+    ) -> Result<Option<Version>, StoreError> {
+        self.put_conditional(key, data, opts, Some(expected)).await
+    }
+
+    async fn get_versioned(&self, key: &Key) -> Result<Option<Versioned>, StoreError> {
+        self.get_with_etag(key).await
     }
 
     async fn put_source(

@@ -10,7 +10,10 @@
 //!   down, failing DeleteObjects requests from the n-th on, answering everything with 403 or with a wrong-region 301;
 //! - counting requests per operation (copies apart from uploads) and UploadParts in flight,
 //!   and recording every request's headers per operation;
-//! - S3 Object Lock on buckets marked so ([`TestS3::enable_object_lock`]; `lock.rs`).
+//! - S3 Object Lock on buckets marked so ([`TestS3::enable_object_lock`]; `lock.rs`);
+//! - conditional writes (`If-None-Match`, `If-Match`): s3s-fs honours both but checks and
+//!   writes in two steps, so the layer runs them one at a time, which makes them atomic as on
+//!   AWS (412 PreconditionFailed for the loser).
 //!
 //! s3s-fs 0.14.1 has no ListMultipartUploads, so [`Tracked`] wraps it, remembering what
 //! CreateMultipartUpload started; an upload is open while s3s-fs's `.upload-<id>.json` exists.
@@ -580,6 +583,8 @@ struct Faults {
     counts: Mutex<BTreeMap<&'static str, usize>>,
     headers: Mutex<Vec<(&'static str, hyper::HeaderMap)>>,
     rejected: Mutex<Vec<String>>,
+    /// Held across every conditional write (see [`handle`]).
+    conditional: tokio::sync::Mutex<()>,
 }
 
 async fn serve(listener: tokio::net::TcpListener, faults: Arc<Faults>, service: S3Service) {
@@ -677,6 +682,17 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
         if from != 0 && n >= from {
             return Ok(internal_error(req).await);
         }
+    }
+    // s3s-fs checks `If-None-Match` / `If-Match` and then writes, so two concurrent
+    // conditional writes can both pass the check. S3 evaluates the precondition atomically
+    // (one wins, the other gets 412 PreconditionFailed): serialising them here gives s3s-fs
+    // that semantics without changing its answers.
+    let conditional = matches!(op, "PutObject" | "CompleteMultipartUpload")
+        && (req.headers().contains_key(hyper::header::IF_NONE_MATCH)
+            || req.headers().contains_key(hyper::header::IF_MATCH));
+    if conditional {
+        let _one_at_a_time = faults.conditional.lock().await;
+        return service.call(req.map(s3s::Body::from)).await;
     }
     if op != "UploadPart" {
         return service.call(req.map(s3s::Body::from)).await;

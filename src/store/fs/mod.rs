@@ -28,10 +28,10 @@ mod scan;
 mod staged;
 
 use self::scan::{holds_an_object, scan};
-use self::staged::{Staged, temp_target};
+use self::staged::{Staged, temp_target, version_of};
 use super::{
     DeleteFailure, Download, Key, Listing, MAX_DELETE_BATCH, ObjectMeta, PutOptions, Source, Store,
-    StoreError,
+    StoreError, Version, Versioned,
 };
 
 /// Copy granularity: how often a copy reports progress and notices it was abandoned.
@@ -194,19 +194,76 @@ impl Store for FsStore {
         let target = self.path_of(key);
         let progress = opts.on_progress.clone();
         blocking(move || {
-            let mut staged = Staged::new(&target)
-                .map_err(|e| io_err("cannot create a temp file for", &target, e))?;
-            staged
-                .file()
-                .write_all(&data)
-                .map_err(|e| io_err("cannot write", &target, e))?;
-            staged
+            stage_bytes(&target, &data)?
                 .commit()
                 .map_err(|e| io_err("cannot commit", &target, e))?;
             if let Some(p) = progress {
                 p(data.len() as u64);
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &Key,
+        data: Bytes,
+        _opts: &PutOptions,
+    ) -> Result<Option<Version>, StoreError> {
+        let target = self.path_of(key);
+        blocking(move || {
+            let staged = stage_bytes(&target, &data)?;
+            let written = staged
+                .commit_new()
+                .map_err(|e| io_err("cannot commit", &target, e))?;
+            Ok(written.map(Version))
+        })
+        .await
+    }
+
+    async fn put_if_version(
+        &self,
+        key: &Key,
+        data: Bytes,
+        _opts: &PutOptions,
+        expected: &Version,
+    ) -> Result<Option<Version>, StoreError> {
+        let target = self.path_of(key);
+        let expected = expected.0.clone();
+        blocking(move || {
+            let staged = stage_bytes(&target, &data)?;
+            let written = staged
+                .commit_if(&expected)
+                .map_err(|e| io_err("cannot commit", &target, e))?;
+            Ok(written.map(Version))
+        })
+        .await
+    }
+
+    async fn get_versioned(&self, key: &Key) -> Result<Option<Versioned>, StoreError> {
+        let path = self.path_of(key);
+        blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if is_missing(&e) => return Ok(None),
+                Err(e) => return Err(io_err("cannot open", &path, e)),
+            };
+            // The open file's own metadata: a rename over the name meanwhile does not mix two
+            // versions up.
+            let meta = file
+                .metadata()
+                .map_err(|e| io_err("cannot stat", &path, e))?;
+            if !meta.is_file() {
+                return Ok(None);
+            }
+            let mut data = Vec::new();
+            file.read_to_end(&mut data)
+                .map_err(|e| io_err("cannot read", &path, e))?;
+            Ok(Some(Versioned {
+                data: Bytes::from(data),
+                version: Version(version_of(&meta)),
+            }))
         })
         .await
     }
@@ -472,6 +529,17 @@ impl Store for FsStore {
         })
         .await
     }
+}
+
+/// `data` staged next to `target`, not yet committed.
+fn stage_bytes(target: &Path, data: &[u8]) -> Result<Staged, StoreError> {
+    let mut staged =
+        Staged::new(target).map_err(|e| io_err("cannot create a temp file for", target, e))?;
+    staged
+        .file()
+        .write_all(data)
+        .map_err(|e| io_err("cannot write", target, e))?;
+    Ok(staged)
 }
 
 /// Removes each file (a missing one counts as removed), then the directories left empty

@@ -50,6 +50,49 @@ impl Staged {
         sync_dir_of(&self.target)
     }
 
+    /// [`Staged::commit`], but only where nothing exists at the target: the rename does not
+    /// replace (`renameat2(RENAME_NOREPLACE)`, or link-then-unlink where that is missing), so
+    /// of two concurrent creators exactly one wins. `Ok(None)`: the name was taken; the
+    /// stage is removed. `Some(version)` of the file written (see [`version_of`]).
+    pub(super) fn commit_new(self) -> io::Result<Option<String>> {
+        self.tmp.as_file().sync_all()?;
+        let file = match self.tmp.persist_noclobber(&self.target) {
+            Ok(f) => f,
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(e.error),
+        };
+        sync_dir_of(&self.target)?;
+        Ok(Some(version_of(&file.metadata()?)))
+    }
+
+    /// [`Staged::commit`], but only if the target is still the file `expected` names (see
+    /// [`version_of`]): a compare-and-swap. The target is first renamed to a temp name of
+    /// ours, which only one of several concurrent callers can do to the same file; the one
+    /// that got it checks it is the expected file (else puts it back) and moves its stage in
+    /// without replacing, so a creator that came in between wins over it. `Ok(None)`: the
+    /// target changed or is gone, nothing was written.
+    pub(super) fn commit_if(self, expected: &str) -> io::Result<Option<String>> {
+        self.tmp.as_file().sync_all()?;
+        // A fresh temp name beside the target; removed on drop, whatever happens.
+        let claim = Staged::new(&self.target)?.tmp.into_temp_path();
+        match fs::rename(&self.target, &claim) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if version_of(&fs::metadata(&claim)?) != expected {
+            // Someone replaced it after the caller read it: theirs goes back, untouched,
+            // unless yet another file took the name meanwhile.
+            if let Err(e) = fs::hard_link(&claim, &self.target)
+                && e.kind() != io::ErrorKind::AlreadyExists
+            {
+                return Err(e);
+            }
+            return Ok(None);
+        }
+        self.commit_new()
+    }
+
     /// `target` becomes a hard link to `from` (the same bytes, no copy), atomically: the link
     /// is made under a temp name and renamed into place, then the directory is synced.
     /// `Ok(false)` when the filesystem cannot link here (another device, no hard links): the
@@ -78,6 +121,22 @@ impl Staged {
         sync_dir_of(target)?;
         Ok(true)
     }
+}
+
+/// The identity of a file's content for [`Staged::commit_if`]: every staged write makes a new
+/// inode, and a rename keeps inode, size and mtime, so these three change exactly when the file
+/// is replaced.
+pub(super) fn version_of(meta: &fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let ino = 0u64;
+    format!("{ino:x}-{:x}-{mtime:x}", meta.len())
 }
 
 /// A rename is durable only once its directory is synced.
