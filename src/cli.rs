@@ -159,6 +159,11 @@ pub struct BackupArgs {
     #[arg(long)]
     pub prune: bool,
 
+    /// Take over the date folder's lock at once (only when the run holding it is dead), and back
+    /// up into a past --date that already has a complete backup.
+    #[arg(long)]
+    pub force: bool,
+
     /// Directory for the temporary mirrors and bundles [default: $TMPDIR].
     #[arg(
         long,

@@ -6,6 +6,7 @@
 //! [`Error::Partial`]. Exit codes are part of the CLI contract, so they live in
 //! [`Error::exit_code`] and nowhere else.
 
+use crate::backup::lock::LockError;
 use crate::config::ConfigError;
 use crate::provider::ProviderError;
 use crate::restore::RestoreError;
@@ -28,6 +29,8 @@ pub mod exit {
     pub const PARTIAL: u8 = 5;
     /// The hosting service could not be reached or kept failing (network, 5xx, rate limit).
     pub const SOURCE: u8 = 6;
+    /// Another run of the same owner and date holds the lock (or took it from this run).
+    pub const LOCKED: u8 = 7;
     /// Stopped by SIGINT/SIGTERM (128 + signal number is what shells expect; we use 130 for both
     /// so scripts can test one value).
     pub const INTERRUPTED: u8 = 130;
@@ -42,6 +45,8 @@ pub enum Error {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// Some repositories failed; the message names how many and where the manifest is.
     #[error("{failed} of {total} repositories failed (see the manifest at {manifest})")]
     Partial {
@@ -84,6 +89,7 @@ impl Error {
             Error::Config(_) => exit::USAGE,
             Error::Provider(e) => e.exit_code(),
             Error::Store(_) => exit::DESTINATION,
+            Error::Locked(_) => exit::LOCKED,
             Error::Partial { .. } => exit::PARTIAL,
             Error::Interrupted | Error::Stopped { .. } => exit::INTERRUPTED,
             Error::Verify(VerifyError::Store(_)) => exit::DESTINATION,

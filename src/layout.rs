@@ -15,6 +15,10 @@ use crate::store::{Key, StoreError};
 
 pub const MANIFEST_NAME: &str = "manifest.json";
 pub const BUNDLE_SUFFIX: &str = ".bundle";
+/// The run lock of a date folder sits beside the folder, `<prefix>/<owner>/.lock-<date>`: not
+/// inside it, so no listing of a date folder (snapshots, verify, prune) ever sees it, and it
+/// starts with `.`, so it can never be mistaken for a date folder or a bundle.
+const LOCK_PREFIX: &str = ".lock-";
 const DATE_FORMAT: &str = "%Y-%m-%d";
 
 /// Everything of one owner in a destination: `<prefix>/<owner>/`.
@@ -122,6 +126,19 @@ impl Layout {
             .join(MANIFEST_NAME)
             .expect("a valid run dir joined with a constant name is valid")
     }
+
+    /// `<prefix>/<owner>/.lock-<date>`: the lock two runs of one date folder contend for.
+    pub fn lock(&self) -> Key {
+        let s = self.run_dir.as_str();
+        let (owner, date) = s.rsplit_once('/').unwrap_or(("", s));
+        let name = format!("{LOCK_PREFIX}{date}");
+        if owner.is_empty() {
+            Key::new(name)
+        } else {
+            Key::new(format!("{owner}/{name}"))
+        }
+        .expect("a valid owner folder joined with a dot-name is valid")
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +155,12 @@ mod tests {
         );
         assert_eq!(l.manifest().as_str(), "git/acme/2026-11-24/manifest.json");
         assert_eq!(l.owner_prefix(), "git/acme/");
+        assert_eq!(l.lock().as_str(), "git/acme/.lock-2026-11-24");
+        let o = OwnerLayout::new(Some("git"), "acme").unwrap();
+        assert_eq!(o.parse_bundle_key(l.lock().as_str()), None);
+        assert_eq!(o.date_of_folder(&format!("{}/", l.lock())), None);
         let l = Layout::new(None, "acme", date).unwrap();
+        assert_eq!(l.lock().as_str(), "acme/.lock-2026-11-24");
         assert_eq!(
             l.bundle("web.site").unwrap().as_str(),
             "acme/2026-11-24/web.site.bundle"

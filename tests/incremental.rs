@@ -485,7 +485,8 @@ async fn a_same_day_rerun_never_overwrites_good_bundles() {
     env.emu.fail_repo("acme", "broken", 500);
     env.emu.remove_repo("acme", "gone");
     let packs = env.emu.stats().pack_requests;
-    let run = backup(&env, &dest, DAY1, &["--log-format", "json"]).await;
+    // DAY1 is a past date with a complete manifest: rerunning it takes `--force`.
+    let run = backup(&env, &dest, DAY1, &["--log-format", "json", "--force"]).await;
     run.expect_code(5);
     assert_eq!(env.emu.stats().pack_requests, packs, "nothing cloned");
     let summary: Value = run

@@ -15,6 +15,7 @@ mod names;
 mod observe;
 mod provider;
 mod prune;
+mod reruns;
 mod restore;
 mod security;
 mod snapshots;

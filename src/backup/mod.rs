@@ -28,6 +28,7 @@
 mod git;
 pub mod history;
 pub mod incremental;
+pub mod lock;
 mod reuse;
 
 use std::collections::{BTreeMap, HashSet};
@@ -110,6 +111,9 @@ pub struct Pipeline {
     pub unchanged: UnchangedMode,
     /// Ignore earlier runs: clone and upload every repository.
     pub full: bool,
+    /// Take over another run's lock at once, and back up into a past date that already has a
+    /// complete manifest.
+    pub force: bool,
 }
 
 /// What a finished run did.
@@ -190,10 +194,37 @@ impl Pipeline {
             .collect()
     }
 
+    /// Backs up under the date folder's [`lock`]: taken before anything is read or written,
+    /// released at the end, after a failure and after an interruption.
     pub async fn run(&self) -> Result<Report, Error> {
         let started = Instant::now();
-        let started_at = Utc::now();
         self.store.check().await?;
+        // Listing first: wrong credentials or an unknown owner fail before anything is written.
+        let selected = self.select().await?;
+        let lock = lock::RunLock::acquire(
+            self.store.clone(),
+            &self.layout,
+            self.force,
+            lock::Timing::DEFAULT,
+            self.cancel.clone(),
+        )
+        .await?;
+        let result = self.run_locked(started, selected).await;
+        let lost = lock.lost();
+        lock.release().await;
+        match (result, lost) {
+            (Err(_), Some(lost)) => Err(lost.into()),
+            (result, _) => result,
+        }
+    }
+
+    async fn run_locked(
+        &self,
+        started: Instant,
+        selected: (Vec<RemoteRepo>, Vec<Rejected>),
+    ) -> Result<Report, Error> {
+        let started_at = Utc::now();
+        self.refuse_past_date().await?;
         match self
             .store
             .sweep_incomplete(&self.layout.owner_prefix(), STALE_UPLOAD_AGE)
@@ -209,7 +240,7 @@ impl Pipeline {
             }
         }
 
-        let (repos, rejected) = self.select().await?;
+        let (repos, rejected) = selected;
         tracing::info!(
             owner = %self.owner,
             repositories = repos.len(),
@@ -300,6 +331,26 @@ impl Pipeline {
             run: Summary::of(&ran),
             failures,
         })
+    }
+
+    /// A run on a past date never overwrites that date's complete backup without `--force`:
+    /// it is most likely a mistyped `--date`, and the folder is someone's restore point.
+    /// Today's date reruns as before (a second run of the day improves on the first).
+    async fn refuse_past_date(&self) -> Result<(), Error> {
+        if self.force || self.date >= Utc::now().date_naive() {
+            return Ok(());
+        }
+        match crate::catalog::manifest(self.store.as_ref(), &self.owner_layout, self.date).await? {
+            crate::catalog::ManifestState::Complete(m) => Err(crate::config::ConfigError::Other(format!(
+                "{} already holds a complete backup of `{}` (finished {}): a run on a past --date \
+                 does not overwrite it; pass --force to back up into that date again",
+                self.layout.run_dir(),
+                self.owner,
+                m.finished_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ))
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     async fn backup_one(

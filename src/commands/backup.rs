@@ -111,7 +111,12 @@ pub(super) async fn run(
         .await;
     }
     if interrupted {
-        return Err(Error::Interrupted);
+        // A run that lost its lock stopped itself through the same token as a signal.
+        let lost = outcomes.into_iter().find_map(|(_, o)| match o {
+            Err(e @ Error::Locked(_)) => Some(e),
+            _ => None,
+        });
+        return Err(lost.unwrap_or(Error::Interrupted));
     }
     combine(outcomes)?;
     // Only after a backup that ended with exit 0: a failed night must not cost old snapshots.
@@ -248,6 +253,7 @@ impl SourceRun<'_> {
             observer: self.observer.clone(),
             unchanged: cfg.unchanged,
             full: cfg.full,
+            force: cfg.force,
         };
         if cfg.dry_run {
             let plan = pipeline.plan().await?;

@@ -338,6 +338,8 @@ pub struct BackupConfig {
     pub full: bool,
     /// Prune each owner after a backup that ended with exit 0 (`--prune`, `after_backup`).
     pub prune: Option<RetentionSettings>,
+    /// Take over a held lock; overwrite a past date's complete backup.
+    pub force: bool,
 }
 
 impl BackupConfig {
@@ -385,6 +387,7 @@ impl BackupConfig {
             },
             full: args.full,
             prune: retention::after_backup(args.prune, file)?,
+            force: args.force,
         })
     }
 }

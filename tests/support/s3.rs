@@ -8,8 +8,9 @@
 //!   S3 requires them;
 //! - failing UploadParts with 500 (every one from the n-th on, or only the n-th), slowing them
 //!   down, failing DeleteObjects requests from the n-th on, answering everything with 403 or with a wrong-region 301;
-//! - counting requests per operation (copies apart from uploads) and UploadParts in flight,
-//!   and recording every request's headers per operation;
+//! - counting requests per operation (copies apart from uploads, run-lock requests apart as
+//!   `LockObject`) and UploadParts in flight, and recording every request's headers per
+//!   operation;
 //! - S3 Object Lock on buckets marked so ([`TestS3::enable_object_lock`]; `lock.rs`);
 //! - conditional writes (`If-None-Match`, `If-Match`): s3s-fs honours both but checks and
 //!   writes in two steps, so the layer runs them one at a time, which makes them atomic as on
@@ -623,6 +624,8 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     ) {
         ("PutObject", true) => "CopyObject",
         ("UploadPart", true) => "UploadPartCopy",
+        // The run lock's small requests (and its probe), apart from the backup's own.
+        (op, _) if req.uri().path().contains("/.lock-") && op.ends_with("Object") => "LockObject",
         (op, _) => op,
     };
     *faults.counts.lock().unwrap().entry(op).or_default() += 1;
@@ -687,9 +690,11 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     // conditional writes can both pass the check. S3 evaluates the precondition atomically
     // (one wins, the other gets 412 PreconditionFailed): serialising them here gives s3s-fs
     // that semantics without changing its answers.
-    let conditional = matches!(op, "PutObject" | "CompleteMultipartUpload")
-        && (req.headers().contains_key(hyper::header::IF_NONE_MATCH)
-            || req.headers().contains_key(hyper::header::IF_MATCH));
+    let conditional = matches!(
+        operation(req.method(), req.uri()),
+        "PutObject" | "CompleteMultipartUpload"
+    ) && (req.headers().contains_key(hyper::header::IF_NONE_MATCH)
+        || req.headers().contains_key(hyper::header::IF_MATCH));
     if conditional {
         let _one_at_a_time = faults.conditional.lock().await;
         return service.call(req.map(s3s::Body::from)).await;
