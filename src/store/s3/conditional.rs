@@ -6,12 +6,16 @@
 //! ConditionalRequestConflict means a concurrent write to the key was in progress; AWS says to
 //! retry, so we retry once and then report the key as taken. Stores that ignore the headers
 //! silently overwrite; the lock probes for that (see `backup::lock`), not this file.
+//!
+//! Like every other write they carry the run's retention, encryption and storage class, and
+//! always a `Content-MD5` (a bucket with default Object Lock retention demands one).
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
+use super::write::{Writes, content_md5};
 use super::{HttpResponse, S3Store, metadata, to_i64};
 use crate::store::{Key, PutOptions, StoreError, Version, Versioned};
 
@@ -57,6 +61,8 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(to_i64(len))
+            .content_md5(content_md5(&data))
+            .with_writes(&self.writes)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(opts))
             .body(ByteStream::from(data));
