@@ -7,15 +7,16 @@
 //! retry, so we retry once and then report the key as taken. Stores that ignore the headers
 //! silently overwrite; the lock probes for that (see `backup::lock`), not this file.
 //!
-//! Like every other write they carry the run's retention, encryption and storage class, and
-//! always a `Content-MD5` (a bucket with default Object Lock retention demands one).
+//! Like every other write they carry the run's encryption and storage class, but never Object
+//! Lock retention (see [`S3Store::put_conditional`]), and always a `Content-MD5` (a bucket with
+//! default retention demands one; every store accepts it).
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::write::{Writes, content_md5};
+use super::write::{WriteOptions, Writes, content_md5};
 use super::{HttpResponse, S3Store, metadata, to_i64};
 use crate::store::{Key, PutOptions, StoreError, Version, Versioned};
 
@@ -55,6 +56,12 @@ impl S3Store {
         expected: Option<&Version>,
     ) -> Result<Outcome, StoreError> {
         let len = data.len() as u64;
+        // A lock is rewritten every minute and deleted at the end: under retention every
+        // rewrite would be a version kept for days, and the delete would be refused.
+        let without_retention = WriteOptions {
+            object_lock: None,
+            ..self.writes.clone()
+        };
         let mut request = self
             .client
             .put_object()
@@ -62,7 +69,7 @@ impl S3Store {
             .key(key.as_str())
             .content_length(to_i64(len))
             .content_md5(content_md5(&data))
-            .with_writes(&self.writes)
+            .with_writes(&without_retention)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(opts))
             .body(ByteStream::from(data));
