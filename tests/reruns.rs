@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::git::big_repo;
+use crate::support::git::{big_repo, commit_on, git};
 use crate::support::harness::{Run, SECRET, TestEnv};
 use crate::support::readback::sha256_hex;
 use crate::support::s3::TestS3;
@@ -245,4 +245,81 @@ async fn a_past_date_with_a_complete_manifest_needs_force() {
     let date = today();
     local(&env, &dest, &date, &[]).await.expect_code(0);
     local(&env, &dest, &date, &[]).await.expect_code(0);
+}
+
+/// A same-day rerun interrupted (SIGTERM) after it replaced one bundle and while it uploads
+/// another: the manifest left behind describes no replaced bundle; every entry it lists has
+/// the SHA-256 the manifest records. (Before the fix, the small repository's entry kept its
+/// old checksum beside the new object.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_rerun_leaves_no_entry_for_a_replaced_bundle() {
+    let env = TestEnv::new().await;
+    let s3 = TestS3::start().await;
+    if !s3.can_inject_faults() {
+        eprintln!("skipped: needs the in-process S3 server to slow uploads down");
+        return;
+    }
+    let fixtures = env.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    let big = big_repo(&fixtures, "big", 12 << 20);
+    env.emu.add_repo("acme", "big", &big, Default::default());
+    let small = env.simple_repo("acme", "small", "main");
+    let dest = format!("s3://{}/git", s3.bucket);
+    let date = today();
+    let run_args = args(&dest, &date, &["--part-size", "5MiB", "--jobs", "2"]);
+    let mut first = env.command(&run_args);
+    first.envs(s3.env());
+    Run::from_output(first.output().await.unwrap()).expect_code(0);
+    let manifest_key = format!("git/acme/{date}/manifest.json");
+    let small_key = format!("git/acme/{date}/small.bundle");
+    let small_before = sha256_hex(&s3.get(&small_key).await);
+
+    // Both change; the big one's upload crawls, so the small one is replaced first.
+    for repo in [&big, &small] {
+        let branch = git(repo, &["symbolic-ref", "--short", "HEAD"]);
+        commit_on(repo, branch.trim());
+    }
+    s3.slow_upload_parts(Duration::from_secs(3));
+    let mut rerun = env.command(&run_args);
+    rerun.envs(s3.env()).stderr(std::process::Stdio::piped());
+    let rerun = rerun.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sha256_hex(&s3.get(&small_key).await) == small_before
+        || s3.open_multipart_uploads().await == 0
+    {
+        assert!(Instant::now() < deadline, "the rerun never got there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = rerun.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(60), rerun.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let manifest: Value = serde_json::from_slice(&s3.get(&manifest_key).await).unwrap();
+    let entries = manifest["repositories"].as_array().unwrap();
+    for e in entries {
+        let key = e["key"].as_str().unwrap();
+        assert_eq!(
+            sha256_hex(&s3.get(key).await),
+            e["sha256"].as_str().unwrap(),
+            "{key}: the manifest's checksum must hold for the stored object"
+        );
+    }
+    // Both were being replaced: the stored manifest lists neither any more (the next run backs
+    // them up again), and still reads as today's manifest.
+    assert_eq!(manifest["date"], date.as_str());
 }

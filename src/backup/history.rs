@@ -33,6 +33,9 @@ pub struct History {
     pub today: Option<Manifest>,
     /// slug → the newest entry that holds a bundle (empty with `--full`).
     baselines: HashMap<String, Baseline>,
+    /// Today's manifest as it is in the store right now: [`History::today`] less the entries
+    /// whose bundles this run has started to replace (see `journal`).
+    pub(super) stored_today: tokio::sync::Mutex<Option<Manifest>>,
 }
 
 impl History {
@@ -82,7 +85,10 @@ pub async fn load(
     };
     if dates.contains(&date) {
         match read(store, owner, date).await {
-            Read::Manifest(m) => history.today = Some(*m),
+            Read::Manifest(m) => {
+                history.stored_today = tokio::sync::Mutex::new(Some((*m).clone()));
+                history.today = Some(*m);
+            }
             Read::Missing => {}
             Read::Stop => return history,
         }

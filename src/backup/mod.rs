@@ -21,6 +21,9 @@
 //!   and on interruption (the blocking git work is always awaited, never abandoned, so the dir
 //!   outlives it).
 //!
+//! - A rerun never leaves a manifest describing a bundle it replaced: `journal` drops such an
+//!   entry from the stored manifest before the first byte goes to its key.
+//!
 //! Beside this file: `incremental` (the pure rules of an unchanged repository), `history`
 //! (reading earlier manifests), `reuse` (carrying a decision out against the store), `git`
 //! (libgit2 off the async threads, with the one retry and token-renewal policy).
@@ -28,6 +31,7 @@
 mod git;
 pub mod history;
 pub mod incremental;
+mod journal;
 pub mod lock;
 mod reuse;
 
@@ -374,7 +378,7 @@ impl Pipeline {
         let result = if self.cancel.is_cancelled() || permit.is_none() {
             Err("interrupted before it started".to_string())
         } else {
-            self.try_backup_one(&repo).await
+            self.try_backup_one(&repo, history).await
         };
         drop(permit);
         let mut entry = failed_entry(&repo.slug, &repo.full_name, None);
@@ -425,7 +429,11 @@ impl Pipeline {
 
     /// `Ok(None)` for an empty repository. Errors are user-facing text (no secrets: the
     /// modules below never put credentials into their errors).
-    async fn try_backup_one(&self, repo: &RemoteRepo) -> Result<Option<(Key, BundleInfo)>, String> {
+    async fn try_backup_one(
+        &self,
+        repo: &RemoteRepo,
+        history: &History,
+    ) -> Result<Option<(Key, BundleInfo)>, String> {
         let key = self.layout.bundle(&repo.slug).map_err(|e| e.to_string())?;
         let tmp = make_private_tempdir(&self.tmp_dir).map_err(|e| {
             format!(
@@ -470,6 +478,7 @@ impl Pipeline {
             return Err("interrupted".into());
         }
         self.observer.phase(&repo.slug, Phase::Upload);
+        self.before_overwrite(history, &key).await?;
         self.upload_with_retries(repo, &key, &source, &info).await?;
         drop(tmp);
         Ok(Some((key, info)))

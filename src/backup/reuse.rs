@@ -66,6 +66,10 @@ impl Pipeline {
                 });
             }
             Decision::Copy { from, entry } => {
+                if let Err(why) = self.before_overwrite(history, &key).await {
+                    fallback(why);
+                    return None;
+                }
                 let copied = match Key::new(from) {
                     Ok(from) => self.store.copy(&from, &key).await,
                     Err(e) => Err(e),
