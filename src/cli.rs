@@ -421,7 +421,7 @@ pub struct RetryArgs {
     pub retry_delay: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct S3Args {
     /// S3 endpoint URL for S3-compatible stores [default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS].
     #[arg(long, value_name = "URL")]
@@ -442,6 +442,10 @@ pub struct S3Args {
     /// Parts of one bundle uploaded at once [default: 4].
     #[arg(long, value_name = "N")]
     pub parts_in_flight: Option<usize>,
+
+    /// Longest one S3 request may take, upload of its body included, before it is retried, e.g. `90s` [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    pub s3_timeout: Option<String>,
 }
 
 /// What every object written to S3 carries: Object Lock retention, encryption, storage class.

@@ -21,6 +21,22 @@ async fn bad_input_is_a_one_line_error_naming_what_to_fix_with_exit_2() {
         ),
         (&["backup", "--owner", "acme", "--jobs", "0"][..], "--jobs"),
         (
+            &["backup", "--owner", "acme", "--jobs", "33"][..],
+            "at most 32",
+        ),
+        (
+            &["backup", "--owner", "acme", "--parts-in-flight", "1000"][..],
+            "--parts-in-flight",
+        ),
+        (
+            &["verify", "--owner", "acme", "--jobs", "10000"][..],
+            "--jobs",
+        ),
+        (
+            &["backup", "--owner", "acme", "--s3-timeout", "0s"][..],
+            "--s3-timeout",
+        ),
+        (
             &["backup", "--owner", "acme", "--part-size", "1MiB"][..],
             "--part-size",
         ),

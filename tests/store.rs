@@ -685,6 +685,43 @@ mod s3_only {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_stops_answering_fails_the_request_after_the_timeout() {
+        let s3 = TestS3::start().await;
+        if skip_without_faults(&s3) {
+            return;
+        }
+        let store = s3.store_with(
+            |o| o.timeout = Duration::from_secs(1),
+            CancellationToken::new(),
+        );
+        s3.hang("PutObject");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small");
+        std::fs::write(&path, b"small bundle").unwrap();
+        let key = Key::new("t/hang/x.bundle").unwrap();
+        let opts = PutOptions::default();
+        let put = store.put_file(&key, &path, 12, &opts);
+        let err = tokio::time::timeout(Duration::from_secs(120), put)
+            .await
+            .expect("a hung PutObject must fail within the S3 timeout, not hang")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PutObject") && err.contains("timed out"),
+            "{err}"
+        );
+        assert!(
+            s3.requests("PutObject") >= 2,
+            "the timed-out attempt is retried"
+        );
+        s3.clear_faults();
+        store
+            .put_file(&key, &path, 12, &PutOptions::default())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cancelling_aborts_the_upload_before_returning() {
         let s3 = TestS3::start().await;
         if skip_without_faults(&s3) {

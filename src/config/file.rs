@@ -53,6 +53,8 @@ pub struct S3Section {
     pub virtual_hosted: Option<bool>,
     pub part_size: Option<String>,
     pub parts_in_flight: Option<usize>,
+    /// `--s3-timeout`, e.g. `"10m"`.
+    pub timeout: Option<String>,
     /// `governance` or `compliance` (`--object-lock-mode`); backup only.
     pub object_lock_mode: Option<String>,
     pub object_lock_days: Option<u32>,

@@ -91,6 +91,28 @@ fn invalid(what: &'static str, value: impl Into<String>, reason: impl ToString) 
     }
 }
 
+/// The most repositories in flight (`--jobs`): each holds a libgit2 fetch, a temp mirror and
+/// an upload, so more than this only trades memory and temp disk for contention.
+pub const MAX_JOBS: usize = 32;
+
+/// `--jobs` (flag, then the config file's `jobs`), default 4, between 1 and [`MAX_JOBS`].
+fn jobs(flag: Option<usize>, file: &FileConfig) -> Result<usize, ConfigError> {
+    count("--jobs", flag.or(file.jobs).unwrap_or(4), MAX_JOBS)
+}
+
+/// A count setting between 1 and `max`, or a one-line error naming the flag.
+fn count(what: &'static str, n: usize, max: usize) -> Result<usize, ConfigError> {
+    match n {
+        0 => Err(invalid(what, "0", "must be at least 1")),
+        n if n > max => Err(invalid(
+            what,
+            n.to_string(),
+            format!("must be at most {max}"),
+        )),
+        n => Ok(n),
+    }
+}
+
 /// Include/exclude globs on repository slugs. Exclude wins; no include means everything.
 #[derive(Debug, Clone)]
 pub struct RepoFilter {
@@ -348,10 +370,7 @@ impl BackupConfig {
         file: &FileConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let jobs = args.jobs.or(file.jobs).unwrap_or(4);
-        if jobs == 0 {
-            return Err(invalid("--jobs", "0", "must be at least 1"));
-        }
+        let jobs = jobs(args.jobs, file)?;
         let tmp_dir = args
             .tmp_dir
             .clone()
@@ -473,6 +492,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--owner"), "{e}");
+    }
+
+    #[test]
+    fn counts_are_bounded_from_flag_and_file() {
+        let file = file::parse(
+            "jobs = 33\n[s3]\nparts_in_flight = 33\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let e = jobs(None, &file).unwrap_err().to_string();
+        assert!(e.contains("--jobs") && e.contains("at most 32"), "{e}");
+        assert_eq!(
+            jobs(Some(32), &file).unwrap(),
+            32,
+            "the flag beats the file"
+        );
+        assert_eq!(jobs(None, &FileConfig::default()).unwrap(), 4);
+        let e = S3Settings::new(&Default::default(), &file, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--parts-in-flight") && e.contains("33"), "{e}");
+        assert!(count("--jobs", 0, 32).is_err());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 
-use super::{ConfigError, Destination, FileConfig, RepoFilter, S3Settings, check_owner, invalid};
+use super::{
+    ConfigError, Destination, FileConfig, RepoFilter, S3Settings, check_owner, invalid, jobs,
+};
 use crate::cli::{ReadArgs, RestoreArgs, VerifyArgs};
 use crate::restore::push::PushAuth;
 use crate::secret::Secret;
@@ -186,14 +188,6 @@ impl RestoreConfig {
             tmp_dir: tmp_dir(file, env),
         })
     }
-}
-
-fn jobs(flag: Option<usize>, file: &FileConfig) -> Result<usize, ConfigError> {
-    let jobs = flag.or(file.jobs).unwrap_or(4);
-    if jobs == 0 {
-        return Err(invalid("--jobs", "0", "must be at least 1"));
-    }
-    Ok(jobs)
 }
 
 fn tmp_dir(file: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {

@@ -5,7 +5,7 @@ use aws_sdk_s3::types::StorageClass;
 use url::Url;
 
 use super::url::{UrlSource, dial_url};
-use super::{ConfigError, FileConfig, invalid};
+use super::{ConfigError, FileConfig, count, invalid};
 use crate::cli::{LockModeArg, S3Args, S3WriteArgs, SseArg};
 use crate::store::s3::{LockMode, ObjectLock, Sse, WriteOptions};
 
@@ -17,12 +17,21 @@ pub struct S3Settings {
     pub region: Option<String>,
     pub part_size: u64,
     pub parts_in_flight: usize,
+    /// Longest one request attempt may take (`--s3-timeout`).
+    pub timeout: std::time::Duration,
     /// The endpoint the S3 client will dial, wherever it was set (flag, file or the SDK's
     /// `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL`), and where: `None` for AWS itself.
     pub dialed: Option<(UrlSource, Url)>,
     /// Object Lock, SSE and storage class of every write: only commands that write set them.
     pub writes: WriteOptions,
 }
+
+/// The most parts of one bundle uploaded at once (`--parts-in-flight`); with `--jobs` bundles
+/// in flight the connections multiply, and S3 itself throttles a prefix long before this.
+pub const MAX_PARTS_IN_FLIGHT: usize = 32;
+
+/// The shortest `--s3-timeout`: below a second, ordinary answers would time out.
+const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The smallest part S3 accepts (except for the last one).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -54,13 +63,22 @@ impl S3Settings {
                 "S3 allows parts of at most 5GiB",
             ));
         }
-        let parts_in_flight = args
-            .parts_in_flight
-            .or(file.s3.parts_in_flight)
-            .unwrap_or(4);
-        if parts_in_flight == 0 {
-            return Err(invalid("--parts-in-flight", "0", "must be at least 1"));
-        }
+        let parts_in_flight = count(
+            "--parts-in-flight",
+            args.parts_in_flight
+                .or(file.s3.parts_in_flight)
+                .unwrap_or(4),
+            MAX_PARTS_IN_FLIGHT,
+        )?;
+        let timeout_text = args.s3_timeout.clone().or_else(|| file.s3.timeout.clone());
+        let timeout = match &timeout_text {
+            None => crate::store::s3::DEFAULT_TIMEOUT,
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) if d >= MIN_TIMEOUT => d,
+                Ok(_) => return Err(invalid("--s3-timeout", t, "must be at least 1s")),
+                Err(e) => return Err(invalid("--s3-timeout", t, e)),
+            },
+        };
         // The SDK reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself; the file's endpoint only
         // applies when neither is set, so the environment keeps beating the file.
         let insecure = file.allow_insecure_http.unwrap_or(false);
@@ -107,6 +125,7 @@ impl S3Settings {
             }),
             part_size,
             parts_in_flight,
+            timeout,
             dialed,
             writes: WriteOptions::default(),
         })

@@ -27,6 +27,7 @@ pub async fn open(
                     parts_in_flight: s3.parts_in_flight,
                     region: s3.region.clone(),
                     writes: s3.writes.clone(),
+                    timeout: s3.timeout,
                     ..S3Options::new(bucket.clone())
                 },
                 cancel.clone(),

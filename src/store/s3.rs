@@ -7,8 +7,13 @@
 //!   older Garage and Ceph reject or mis-handle those requests;
 //! - path-style addressing whenever a custom endpoint is in effect (flag, `AWS_ENDPOINT_URL_S3`
 //!   or `AWS_ENDPOINT_URL`), since `bucket.host` rarely resolves for self-hosted stores;
-//! - stalled-stream protection off for uploads, where it reports false "0 B/s" stalls while a
-//!   server is slow to answer a fully sent part; it stays on for downloads;
+//! - every request bounded: [`CONNECT_TIMEOUT`] to connect, and [`S3Options::timeout`]
+//!   (`--s3-timeout`) both until the first byte of the answer and for each attempt, so a server
+//!   that stops answering costs the SDK's retries times that, not hours;
+//! - stalled-stream protection on for uploads and downloads (under 1 B/s for a second fails the
+//!   attempt), with a grace period of [`STALL_GRACE`] instead of the SDK's 5 s, which reports
+//!   false "0 B/s" stalls on slow or back-pressured links and while a server is slow to answer
+//!   a fully sent part;
 //! - `us-east-1` as the region for custom endpoints when none is configured.
 //!
 //! Large files go up as a multipart upload whose parts are `path + offset + length` bodies:
@@ -25,6 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
@@ -63,6 +69,13 @@ pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 const MIN_PART_SIZE: u64 = 5 * MIB;
 const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 const MAX_PARTS: u64 = 10_000;
+/// Time to open a connection to the S3 endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `--s3-timeout`: how long one request attempt may take, body upload included
+/// (a 16 MiB part at 256 kbit/s takes about 9 minutes).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How long a transfer may run below 1 B/s before the attempt fails as stalled.
+pub const STALL_GRACE: Duration = Duration::from_secs(60);
 /// Where S3-compatible stores that ignore regions are happy, and what the SDK signs with.
 const CUSTOM_ENDPOINT_REGION: &str = "us-east-1";
 
@@ -86,6 +99,8 @@ pub struct S3Options {
     pub delete_batch: usize,
     /// Object Lock, encryption and storage class of every object written.
     pub writes: WriteOptions,
+    /// Longest a request attempt may wait for its answer, and may take in all (`--s3-timeout`).
+    pub timeout: Duration,
 }
 
 impl S3Options {
@@ -100,6 +115,7 @@ impl S3Options {
             max_single_copy: MAX_SINGLE_COPY,
             delete_batch: MAX_DELETE_BATCH,
             writes: WriteOptions::default(),
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -172,9 +188,16 @@ impl S3Store {
             .force_path_style(path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(opts.timeout)
+                    .operation_attempt_timeout(opts.timeout)
+                    .build(),
+            )
             .stalled_stream_protection(
                 StalledStreamProtectionConfig::enabled()
-                    .upload_enabled(false)
+                    .grace_period(STALL_GRACE)
                     .build(),
             );
         if let Some(e) = &opts.endpoint {

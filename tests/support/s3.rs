@@ -297,6 +297,12 @@ impl TestS3 {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Every request for `op` (`"PutObject"`, `"UploadPart"`, …) is read up to its headers and
+    /// then never answered: a server that stops answering. Until [`Self::clear_faults`].
+    pub fn hang(&self, op: &'static str) {
+        *self.faults().hang.lock().unwrap() = Some(op);
+    }
+
     /// Every GetObject of a `.bundle` key waits this long before it is answered (manifests
     /// are not delayed): a slow download to interrupt.
     pub fn slow_bundle_downloads(&self, delay: Duration) {
@@ -338,6 +344,7 @@ impl TestS3 {
         f.part_delay_ms.store(0, Ordering::SeqCst);
         f.bundle_get_delay_ms.store(0, Ordering::SeqCst);
         *f.wrong_region.lock().unwrap() = None;
+        *f.hang.lock().unwrap() = None;
     }
 
     /// Requests seen for `op` (`"UploadPart"`, `"PutObject"`, …), faulted ones included.
@@ -569,6 +576,8 @@ struct Faults {
     strict: AtomicBool,
     deny_all: AtomicBool,
     wrong_region: Mutex<Option<String>>,
+    /// The operation whose requests are never answered.
+    hang: Mutex<Option<&'static str>>,
     /// UploadParts seen so far; the fail markers are absolute positions in this count (0 = off).
     parts_seen: AtomicUsize,
     fail_parts_from: AtomicUsize,
@@ -635,6 +644,9 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
         .unwrap()
         .push((op, req.headers().clone()));
 
+    if *faults.hang.lock().unwrap() == Some(op) {
+        std::future::pending::<()>().await;
+    }
     if faults.deny_all.load(Ordering::SeqCst) {
         return Ok(refuse(
             req,
