@@ -86,8 +86,12 @@ const REFSPEC: &str = "+refs/*:refs/*";
 /// How long a connection attempt may take before the fetch fails (and is retried).
 pub const CONNECT_TIMEOUT_MS: i32 = 30_000;
 /// How long a fetch may wait for the server to send anything before it fails: a stalled
-/// server must not hang an unattended run until its deadline.
-pub const READ_TIMEOUT_MS: i32 = 300_000;
+/// server must not hang an unattended run until its deadline. libgit2 polls the cancel token
+/// only when data arrives, so after SIGTERM a stalled fetch notices only at this timeout: it
+/// must stay well below the CronJob's `terminationGracePeriodSeconds` (120 s), leaving time
+/// to abort uploads and remove temp dirs. Git servers send keep-alives while they prepare a
+/// pack, so a healthy fetch is never silent this long.
+pub const READ_TIMEOUT_MS: i32 = 60_000;
 
 /// Sets libgit2's process-wide network timeouts and shuts out the user's and system's git
 /// configuration (`~/.gitconfig`, XDG, `/etc/gitconfig`): an `insteadOf`, `http.extraHeader`

@@ -712,6 +712,14 @@ fn k8s_cronjob_meets_the_operations_contract() {
         grace >= 60,
         "{what}: terminationGracePeriodSeconds {grace} leaves no time to abort uploads"
     );
+    // A fetch stalled in a socket read sees SIGTERM only at libgit2's read timeout; cleanup
+    // (aborting uploads, whose connect alone may take 10 s) must still fit before SIGKILL.
+    let stalled_fetch = git_offsite::mirror::READ_TIMEOUT_MS as u64 / 1000;
+    assert!(
+        stalled_fetch + 30 <= grace,
+        "{what}: terminationGracePeriodSeconds {grace} does not cover a stalled git read \
+         ({stalled_fetch} s) plus 30 s of cleanup"
+    );
     let containers = list(pod, "containers", what);
     assert_eq!(containers.len(), 1, "{what}: one container expected");
     let c = &containers[0];

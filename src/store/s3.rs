@@ -524,7 +524,13 @@ mod tests {
             conf.response_checksum_validation(),
             Some(&ResponseChecksumValidation::WhenRequired)
         );
-        assert!(!conf.stalled_stream_protection().unwrap().upload_enabled());
+        let stall = conf.stalled_stream_protection().unwrap();
+        assert!(stall.upload_enabled() && stall.download_enabled());
+        assert_eq!(stall.grace_period(), STALL_GRACE);
+        let t = conf.timeout_config().unwrap();
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(t.read_timeout(), Some(DEFAULT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(DEFAULT_TIMEOUT));
 
         let opts = S3Options {
             virtual_hosted: true,
