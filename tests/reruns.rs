@@ -323,3 +323,34 @@ async fn an_interrupted_rerun_leaves_no_entry_for_a_replaced_bundle() {
     // them up again), and still reads as today's manifest.
     assert_eq!(manifest["date"], date.as_str());
 }
+
+/// A store that acknowledges an upload but keeps something else fails that repository (the
+/// HEAD after the upload disagrees on the size): exit 5, the reason in the output and in the
+/// manifest, never an `ok` entry for a bundle that does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_store_did_not_keep_fails_the_repository() {
+    let env = TestEnv::new().await;
+    let s3 = TestS3::start().await;
+    if !s3.can_inject_faults() {
+        eprintln!("skipped: needs the in-process S3 server to lose data");
+        return;
+    }
+    env.simple_repo("acme", "api", "main");
+    s3.truncate_bundle_puts();
+    let dest = format!("s3://{}/git", s3.bucket);
+    let date = today();
+    let mut cmd = env.command(&args(&dest, &date, &[]));
+    cmd.envs(s3.env());
+    let run = Run::from_output(cmd.output().await.unwrap());
+    run.expect_code(5);
+    assert!(
+        run.stderr.contains("not the") && run.stderr.contains("bytes"),
+        "{}",
+        run.stderr
+    );
+    let manifest: Value =
+        serde_json::from_slice(&s3.get(&format!("git/acme/{date}/manifest.json")).await).unwrap();
+    let e = &manifest["repositories"][0];
+    assert_eq!(e["status"], "failed", "{manifest}");
+    assert!(e["error"].as_str().unwrap().contains("bytes"), "{manifest}");
+}

@@ -502,7 +502,7 @@ impl Pipeline {
         loop {
             debug_assert_eq!(source.size(), info.size);
             match self.store.put_source(key, source, &opts).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return self.confirm_upload(key, source.size(), &opts).await,
                 Err(e) if is_transient(&e) && !self.cancel.is_cancelled() => match delays.next() {
                     Some(delay) => {
                         tracing::warn!(repo = %repo.full_name, error = %e, retry_in = ?delay, "upload failed; retrying");
@@ -512,6 +512,35 @@ impl Pipeline {
                 },
                 Err(e) => return Err(format!("upload: {e}")),
             }
+        }
+    }
+
+    /// After an upload, the store's own word on what it holds: a HEAD, whose size must be the
+    /// bundle's and whose `sha256` metadata (where the store keeps metadata) the one we sent.
+    /// A store that acknowledged a write it did not keep fails the repository, not a restore
+    /// months later.
+    async fn confirm_upload(&self, key: &Key, size: u64, opts: &PutOptions) -> Result<(), String> {
+        let meta = match self.store.head(key).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                return Err(format!(
+                    "upload: {key} is not in the store after its upload"
+                ));
+            }
+            Err(e) => return Err(format!("upload: cannot confirm {key}: {e}")),
+        };
+        if meta.size != size {
+            return Err(format!(
+                "upload: the store holds {} bytes at {key}, not the {size} sent",
+                meta.size
+            ));
+        }
+        let sent = opts.metadata.get("sha256");
+        match (meta.metadata.get("sha256"), sent) {
+            (Some(stored), Some(sent)) if stored != sent => Err(format!(
+                "upload: the store reports SHA-256 {stored} for {key}, not the {sent} sent"
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -321,6 +321,16 @@ impl TestS3 {
         );
     }
 
+    /// From now on every PutObject of a `.bundle` key succeeds but leaves half the object
+    /// stored (a store that loses data after acknowledging it). Until [`Self::clear_faults`].
+    pub fn truncate_bundle_puts(&self) {
+        let local = self
+            .local
+            .as_ref()
+            .expect("fault injection needs the in-process S3 server");
+        *local.faults.truncate_bundles.lock().unwrap() = Some(local.root.join(&self.bucket));
+    }
+
     /// Every request answers 403 AccessDenied.
     pub fn deny_all(&self, on: bool) {
         self.faults().deny_all.store(on, Ordering::SeqCst);
@@ -345,6 +355,7 @@ impl TestS3 {
         f.bundle_get_delay_ms.store(0, Ordering::SeqCst);
         *f.wrong_region.lock().unwrap() = None;
         *f.hang.lock().unwrap() = None;
+        *f.truncate_bundles.lock().unwrap() = None;
     }
 
     /// Requests seen for `op` (`"UploadPart"`, `"PutObject"`, …), faulted ones included.
@@ -593,6 +604,9 @@ struct Faults {
     counts: Mutex<BTreeMap<&'static str, usize>>,
     headers: Mutex<Vec<(&'static str, hyper::HeaderMap)>>,
     rejected: Mutex<Vec<String>>,
+    /// With the bucket's directory: every PutObject of a bundle is acknowledged and then cut
+    /// to half its size on disk.
+    truncate_bundles: Mutex<Option<PathBuf>>,
     /// Held across every conditional write (see [`handle`]).
     conditional: tokio::sync::Mutex<()>,
 }
@@ -710,6 +724,23 @@ async fn handle(faults: Arc<Faults>, service: S3Service, req: Request<Incoming>)
     if conditional {
         let _one_at_a_time = faults.conditional.lock().await;
         return service.call(req.map(s3s::Body::from)).await;
+    }
+    let truncate = faults.truncate_bundles.lock().unwrap().clone();
+    if let Some(bucket_dir) = truncate
+        && op == "PutObject"
+        && req.uri().path().ends_with(".bundle")
+    {
+        // The store acknowledges the write and keeps a shorter object, as a broken backend
+        // or a full disk behind a gateway might.
+        let path = req.uri().path().trim_start_matches('/').to_string();
+        let resp = service.call(req.map(s3s::Body::from)).await;
+        if let Some(key) = path.split_once('/').map(|(_, k)| k) {
+            let file = bucket_dir.join(key);
+            if let Ok(bytes) = std::fs::read(&file) {
+                let _ = std::fs::write(&file, &bytes[..bytes.len() / 2]);
+            }
+        }
+        return resp;
     }
     if op != "UploadPart" {
         return service.call(req.map(s3s::Body::from)).await;
