@@ -187,6 +187,23 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub bitbucket: BitbucketArgs,
+
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+}
+
+/// Client-side encryption of every bundle with age: public keys only.
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// Encrypt every bundle with age to this public key (repeatable): an age recipient
+    /// (`age1…`) or an SSH public key (`ssh-ed25519 …`, `ssh-rsa …`). Bundles are stored as
+    /// `<slug>.bundle.age`.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+
+    /// Encrypt to every public key in this file (one per line, `#` comments; repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub encrypt_to_file: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,6 +266,12 @@ pub struct VerifyArgs {
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// age identity file (from age-keygen) or unencrypted SSH private key, to check the
+    /// contents of encrypted bundles (needed with --deep; without it, encrypted bundles are
+    /// checked by size and SHA-256 of the stored bytes).
+    #[arg(long, value_name = "FILE", env = "GIT_OFFSITE_IDENTITY")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +312,11 @@ pub struct RestoreArgs {
     /// GIT_OFFSITE_PUSH_USERNAME / GIT_OFFSITE_PUSH_PASSWORD or git's credential helpers.
     #[arg(long, value_name = "URL", requires = "repo")]
     pub push_to: Option<String>,
+
+    /// age identity file (from age-keygen) or unencrypted SSH private key, to decrypt
+    /// encrypted bundles.
+    #[arg(long, value_name = "FILE", env = "GIT_OFFSITE_IDENTITY")]
+    pub identity: Option<PathBuf>,
 }
 
 /// Keep rules (restic `forget` semantics): each keeps the newest snapshot of that many

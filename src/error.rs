@@ -101,7 +101,8 @@ impl Error {
                 | RestoreError::NoSnapshot { .. }
                 | RestoreError::NotInSnapshot { .. }
                 | RestoreError::NoBundle { .. }
-                | RestoreError::BadTarget { .. } => exit::USAGE,
+                | RestoreError::BadTarget { .. }
+                | RestoreError::Key { .. } => exit::USAGE,
                 RestoreError::Cancelled => exit::INTERRUPTED,
                 _ => exit::PARTIAL,
             },

@@ -1,6 +1,7 @@
 //! Where things go in a destination: the one place object keys are built.
 //!
-//! `<prefix>/<owner>/<YYYY-MM-DD>/<slug>.bundle` and `…/manifest.json` beside them. The date
+//! `<prefix>/<owner>/<YYYY-MM-DD>/<slug>.bundle` (`<slug>.bundle.age` when encrypted) and
+//! `…/manifest.json` beside them. The date
 //! folder makes every day's run a self-contained, independently restorable set; the manifest is
 //! written last, so a folder without one is an incomplete run.
 //!
@@ -19,6 +20,8 @@ pub const BUNDLE_SUFFIX: &str = ".bundle";
 /// inside it, so no listing of a date folder (snapshots, verify, prune) ever sees it, and it
 /// starts with `.`, so it can never be mistaken for a date folder or a bundle.
 const LOCK_PREFIX: &str = ".lock-";
+/// An age-encrypted bundle: `<slug>.bundle.age`, what `age -d` turns back into `<slug>.bundle`.
+pub const SEALED_SUFFIX: &str = ".bundle.age";
 const DATE_FORMAT: &str = "%Y-%m-%d";
 
 /// Everything of one owner in a destination: `<prefix>/<owner>/`.
@@ -70,7 +73,9 @@ impl OwnerLayout {
     pub fn parse_bundle_key(&self, key: &str) -> Option<(NaiveDate, String)> {
         let rest = key.strip_prefix(&self.folder)?;
         let (date, file) = rest.split_once('/')?;
-        let slug = file.strip_suffix(BUNDLE_SUFFIX)?;
+        let slug = file
+            .strip_suffix(SEALED_SUFFIX)
+            .or_else(|| file.strip_suffix(BUNDLE_SUFFIX))?;
         if slug.is_empty() || slug.contains('/') {
             return None;
         }
@@ -112,13 +117,23 @@ impl Layout {
     }
 
     pub fn bundle(&self, slug: &str) -> Result<Key, StoreError> {
+        self.bundle_as(slug, false)
+    }
+
+    /// The bundle's key, encrypted (`<slug>.bundle.age`) or not.
+    pub fn bundle_as(&self, slug: &str, encrypted: bool) -> Result<Key, StoreError> {
         if slug.contains('/') {
             return Err(StoreError::InvalidKey {
                 key: slug.to_string(),
                 reason: "a repository slug may not contain `/`".into(),
             });
         }
-        self.run_dir.join(&format!("{slug}{BUNDLE_SUFFIX}"))
+        let suffix = if encrypted {
+            SEALED_SUFFIX
+        } else {
+            BUNDLE_SUFFIX
+        };
+        self.run_dir.join(&format!("{slug}{suffix}"))
     }
 
     pub fn manifest(&self) -> Key {
@@ -181,6 +196,21 @@ mod tests {
             assert_eq!(
                 o.parse_bundle_key(key.as_str()),
                 Some((date, "web.site".to_string()))
+            );
+            let sealed = run.bundle_as("web.site", true).unwrap();
+            assert!(
+                sealed.as_str().ends_with("/web.site.bundle.age"),
+                "{sealed}"
+            );
+            assert_eq!(
+                o.parse_bundle_key(sealed.as_str()),
+                Some((date, "web.site".to_string()))
+            );
+            // A slug that itself ends like a suffix parses back whole.
+            let odd = run.bundle_as("x.bundle.age", false).unwrap();
+            assert_eq!(
+                o.parse_bundle_key(odd.as_str()),
+                Some((date, "x.bundle.age".to_string()))
             );
             assert_eq!(
                 o.date_of_folder(&format!("{}2026-11-24/", o.folder())),

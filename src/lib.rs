@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod crypt;
 pub mod error;
 pub mod healthcheck;
 pub mod layout;

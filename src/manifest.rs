@@ -96,6 +96,32 @@ pub struct RepoEntry {
     /// Wall time spent on this repository.
     #[serde(default)]
     pub duration_ms: u64,
+    /// Set when the bundle is stored encrypted (`<slug>.bundle.age`); `size` and `sha256`
+    /// are then those of the stored (encrypted) object, this holds the plaintext bundle's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an encrypted bundle was encrypted, and what it decrypts to. No key material: the
+/// recipients are only a fingerprint, so an incremental run can tell whether an earlier
+/// bundle was encrypted to the same keys as this run would use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `age`.
+    pub scheme: String,
+    /// `sha256:<hex>` of the recipients' public keys ([`crate::crypt::Recipients::fingerprint`]).
+    pub recipients: String,
+    /// Size of the plaintext bundle.
+    pub plaintext_size: u64,
+    /// Hex SHA-256 of the plaintext bundle.
+    pub plaintext_sha256: String,
+}
+
+impl RepoEntry {
+    /// The recipients' fingerprint of an encrypted entry; `None` for a plain bundle.
+    pub fn recipients(&self) -> Option<&str> {
+        self.encryption.as_ref().map(|e| e.recipients.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +247,7 @@ pub(crate) mod fixtures {
             error: (status == Status::Failed).then(|| "boom".into()),
             since: None,
             duration_ms: 1,
+            encryption: None,
         }
     }
 
@@ -257,6 +284,7 @@ mod tests {
             error: None,
             since: None,
             duration_ms: 5,
+            encryption: None,
         };
         let m = Manifest {
             format: FORMAT,

@@ -617,6 +617,7 @@ mod tests {
             error: (status == Status::Failed).then(|| "boom".to_string()),
             since: None,
             duration_ms: 1,
+            encryption: None,
         }
     }
 

@@ -599,6 +599,7 @@ mod tests {
             error: error.map(str::to_string),
             since: None,
             duration_ms: 1,
+            encryption: None,
         }
     }
 

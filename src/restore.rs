@@ -26,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backup::blocking;
 use crate::bundle::header::Header;
-use crate::bundle::read::{self, Expected, PackIndexer, ReadError};
+use crate::bundle::read::{Expected, PackIndexer, ReadError};
 use crate::catalog::{self, ManifestState};
 use crate::config::DateChoice;
+use crate::crypt::Identities;
+use crate::crypt::read::{self as crypt_read, DecryptError};
 use crate::layout::OwnerLayout;
 use crate::manifest::{Manifest, RepoEntry, Status};
 use crate::store::{Store, StoreError};
@@ -68,6 +70,14 @@ pub enum RestoreError {
         slug: String,
         date: NaiveDate,
         message: String,
+    },
+    /// An encrypted bundle and no `--identity`, or one that holds none of its recipients'
+    /// keys: the user must pass the right key file.
+    #[error("cannot restore `{slug}` ({date}): {why}")]
+    Key {
+        slug: String,
+        date: NaiveDate,
+        why: DecryptError,
     },
     #[error(transparent)]
     Push(#[from] push::PushError),
@@ -204,6 +214,8 @@ pub struct Restorer<'a> {
     pub store: &'a dyn Store,
     pub owner: &'a OwnerLayout,
     pub cancel: &'a CancellationToken,
+    /// `--identity`: decrypts encrypted bundles.
+    pub identity: Option<&'a Identities>,
 }
 
 impl Restorer<'_> {
@@ -316,13 +328,30 @@ impl Restorer<'_> {
             Err(e) => return Err(failed(e.to_string())),
         };
         let mut indexer = PackIndexer::start(git_dir.clone());
-        let header = match read::read(download, expected, &mut indexer, self.cancel).await {
+        let read = crypt_read::read_stored(
+            download,
+            key.as_str(),
+            expected,
+            entry.encryption.as_ref(),
+            self.identity,
+            &mut indexer,
+            self.cancel,
+        )
+        .await;
+        let header = match read {
             Ok(v) if !v.header.prerequisites.is_empty() => Err(failed(format!(
                 "the bundle needs {} prerequisite objects from another bundle",
                 v.header.prerequisites.len()
             ))),
             Ok(v) => Ok(v.header),
             Err(ReadError::Cancelled) => Err(RestoreError::Cancelled),
+            Err(ReadError::Decrypt(
+                why @ (DecryptError::NoIdentity { .. } | DecryptError::WrongIdentity { .. }),
+            )) => Err(RestoreError::Key {
+                slug: entry.slug.clone(),
+                date,
+                why,
+            }),
             Err(e) => Err(failed(e.to_string())),
         };
         let header = match header {

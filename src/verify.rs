@@ -26,10 +26,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::{blocking, make_private_tempdir};
-use crate::bundle::read::{self, Discard, Expected, PackIndexer, Verified};
+use crate::bundle::read::{Discard, Expected, PackIndexer, Verified};
 use crate::bundle::walk;
 use crate::catalog::{self, ManifestState};
 use crate::config::{DateChoice, RepoFilter, VerifyLevel};
+use crate::crypt::Identities;
+use crate::crypt::read::{self as crypt_read, DecryptError};
 use crate::layout::OwnerLayout;
 use crate::manifest::{RepoEntry, Status};
 use crate::store::{Key, Store, StoreError};
@@ -185,6 +187,9 @@ pub struct Verifier<'a> {
     pub tmp_dir: &'a Path,
     pub jobs: usize,
     pub cancel: &'a CancellationToken,
+    /// Decrypts encrypted bundles; without it they are checked by their stored bytes only
+    /// (and `--deep` fails on them).
+    pub identity: Option<&'a Identities>,
 }
 
 impl Verifier<'_> {
@@ -341,12 +346,36 @@ impl Verifier<'_> {
             size: Some(size),
             sha256: Some(sha256),
         };
-        if self.level != VerifyLevel::Deep {
-            let v = read::read(download, expected, &mut Discard, self.cancel)
+        let encryption = entry.encryption.as_ref();
+        if encryption.is_some() && self.identity.is_none() {
+            if self.level == VerifyLevel::Deep {
+                return Err(DecryptError::NoIdentity {
+                    key: key.to_string(),
+                }
+                .to_string());
+            }
+            let size = crypt_read::check_sealed(download, expected, self.cancel)
                 .await
                 .map_err(|e| e.to_string())?;
+            return Ok(format!(
+                "{}: encrypted; SHA-256 of the stored bytes matches (pass --identity to check the contents)",
+                human(size)
+            ));
+        }
+        if self.level != VerifyLevel::Deep {
+            let v = crypt_read::read_stored(
+                download,
+                key.as_str(),
+                expected,
+                encryption,
+                self.identity,
+                &mut Discard,
+                self.cancel,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             check_header(&v.header, entry)?;
-            return Ok(matched(&v));
+            return Ok(matched(&v, entry));
         }
         let tmp = make_private_tempdir(self.tmp_dir).map_err(|e| {
             format!(
@@ -355,7 +384,7 @@ impl Verifier<'_> {
             )
         })?;
         let git_dir = tmp.path().join("verify.git");
-        let result = self.deep(download, expected, entry, &git_dir).await;
+        let result = self.deep(download, key, expected, entry, &git_dir).await;
         // The indexer and the walk are done (both awaited); the removal is blocking too.
         let _ = blocking(move || drop(tmp)).await;
         result
@@ -364,6 +393,7 @@ impl Verifier<'_> {
     async fn deep(
         &self,
         download: crate::store::Download,
+        key: &Key,
         expected: Expected<'_>,
         entry: &RepoEntry,
         git_dir: &Path,
@@ -381,16 +411,24 @@ impl Verifier<'_> {
         })
         .await??;
         let mut indexer = PackIndexer::start(git_dir.to_path_buf());
-        let checked = read::read(download, expected, &mut indexer, self.cancel)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|v| check_header(&v.header, entry).map(|()| v))
-            .and_then(|v| match v.header.prerequisites.len() {
-                0 => Ok(v),
-                n => Err(format!(
-                    "the bundle needs {n} prerequisite objects from another bundle"
-                )),
-            });
+        let checked = crypt_read::read_stored(
+            download,
+            key.as_str(),
+            expected,
+            entry.encryption.as_ref(),
+            self.identity,
+            &mut indexer,
+            self.cancel,
+        )
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|v| check_header(&v.header, entry).map(|()| v))
+        .and_then(|v| match v.header.prerequisites.len() {
+            0 => Ok(v),
+            n => Err(format!(
+                "the bundle needs {n} prerequisite objects from another bundle"
+            )),
+        });
         let v = match checked {
             Ok(v) => v,
             Err(e) => {
@@ -408,7 +446,7 @@ impl Verifier<'_> {
         .await??;
         Ok(format!(
             "{}; {}, {}, {}, {}, all present",
-            matched(&v),
+            matched(&v, entry),
             count(walked.commits, "commit"),
             count(walked.trees, "tree"),
             count(walked.blobs, "blob"),
@@ -417,9 +455,14 @@ impl Verifier<'_> {
     }
 }
 
-fn matched(v: &Verified) -> String {
+fn matched(v: &Verified, entry: &RepoEntry) -> String {
+    let decrypted = if entry.encryption.is_some() {
+        "decrypted; "
+    } else {
+        ""
+    };
     format!(
-        "{}: SHA-256 and {} match",
+        "{}: {decrypted}SHA-256 and {} match",
         human(v.size),
         count(v.header.refs.len() as u64, "ref")
     )

@@ -471,7 +471,7 @@ fn prepare_uploads_the_mirrors_pack_behind_the_header_without_a_copy() {
     let pack = packs(&dir).pop().unwrap();
 
     let unused = tmp.path().join("unused.bundle");
-    let (info, bytes) = bundle::prepare(&dir, &unused).unwrap().expect("refs");
+    let (info, bytes) = bundle::prepare(&dir, &unused, None).unwrap().expect("refs");
     assert!(
         !unused.exists(),
         "no bundle copy is written when the pack is reused"
@@ -506,7 +506,7 @@ fn prepare_writes_the_bundle_file_when_it_builds_a_pack() {
     git_stdin(&dir, &["hash-object", "-w", "--stdin"], b"loose\n");
 
     let out = tmp.path().join("built.bundle");
-    let (info, bytes) = bundle::prepare(&dir, &out).unwrap().expect("refs");
+    let (info, bytes) = bundle::prepare(&dir, &out, None).unwrap().expect("refs");
     assert!(!info.pack_reused);
     assert!(bytes.header.is_empty());
     assert_eq!(bytes.body, out);

@@ -230,6 +230,7 @@ fn entry(slug: &str, status: Status, size: Option<u64>) -> RepoEntry {
         error: (status == Status::Failed).then(|| "mirror: timed out".into()),
         since: None,
         duration_ms: 5,
+        encryption: None,
     }
 }
 

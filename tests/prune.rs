@@ -85,6 +85,7 @@ async fn put_snapshot(store: &dyn Store, owner: &OwnerLayout, date: NaiveDate) {
         error: None,
         since: None,
         duration_ms: 1,
+        encryption: None,
     }];
     store
         .put(&key, bytes, &PutOptions::default())

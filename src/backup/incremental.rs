@@ -59,6 +59,8 @@ pub struct Run<'a> {
     /// Where this run writes the repository's bundle.
     pub key: &'a str,
     pub mode: UnchangedMode,
+    /// The fingerprint of the keys this run encrypts to; `None` when it writes plain bundles.
+    pub recipients: Option<&'a str>,
 }
 
 /// The rules of the module doc. `remote` is what the remote advertises now, `baseline` the
@@ -84,6 +86,9 @@ pub fn decide(remote: &RemoteRefs, baseline: &Baseline, run: &Run<'_>) -> Decisi
                 baseline.date
             ));
         }
+    }
+    if let Some(why) = encryption_change(e.recipients(), run.recipients) {
+        return Decision::Backup(format!("the bundle of {} {why}", baseline.date));
     }
     if remote.refs.is_empty() {
         return Decision::Backup("the remote has no refs".into());
@@ -121,6 +126,18 @@ pub fn decide(remote: &RemoteRefs, baseline: &Baseline, run: &Run<'_>) -> Decisi
             }
         }
         UnchangedMode::Reference => Decision::Reference(entry),
+    }
+}
+
+/// Why an earlier bundle's encryption does not do for this run, in words; `None` when it
+/// does (both plain, or both encrypted to the same set of keys).
+fn encryption_change(before: Option<&str>, now: Option<&str>) -> Option<&'static str> {
+    match (before, now) {
+        (None, None) => None,
+        (Some(a), Some(b)) if a == b => None,
+        (None, Some(_)) => Some("is not encrypted, and this run encrypts"),
+        (Some(_), None) => Some("is encrypted, and this run writes plain bundles"),
+        (Some(_), Some(_)) => Some("is encrypted to other recipients than this run's"),
     }
 }
 
@@ -187,6 +204,7 @@ mod tests {
             error: None,
             since: None,
             duration_ms: 7,
+            encryption: None,
         }
     }
 
@@ -311,6 +329,7 @@ mod tests {
                 owner: &owner,
                 key: today_key,
                 mode,
+                recipients: None,
             };
             let got = decide(&remote, &baseline, &run);
             let unchanged = |e: &RepoEntry, key: &str, since: NaiveDate| {
@@ -342,6 +361,69 @@ mod tests {
                 }
                 _ => panic!("{name}: got {got:?}"),
             }
+        }
+    }
+
+    /// An earlier bundle serves again only when it is encrypted exactly as this run would
+    /// encrypt it: plain for plain, and to the same set of keys.
+    #[test]
+    fn encryption_must_match_the_run() {
+        let owner = OwnerLayout::new(Some("git"), "acme").unwrap();
+        let same = remote(good_refs(), "refs/heads/main");
+        let sealed = |fp: &str, date: NaiveDate| RepoEntry {
+            key: Some(format!("git/acme/{date}/api.bundle.age")),
+            encryption: Some(crate::manifest::Encryption {
+                scheme: "age".into(),
+                recipients: fp.into(),
+                plaintext_size: 1000,
+                plaintext_sha256: "cd".repeat(32),
+            }),
+            ..entry(Status::Ok, date)
+        };
+        let plain24 = Baseline {
+            date: day(24),
+            entry: entry(Status::Ok, day(24)),
+        };
+        let sealed24 = Baseline {
+            date: day(24),
+            entry: sealed("sha256:aa", day(24)),
+        };
+        let sealed_today = Baseline {
+            date: day(25),
+            entry: sealed("sha256:aa", day(25)),
+        };
+        let run = |recipients, key| Run {
+            date: day(25),
+            owner: &owner,
+            key,
+            mode: UnchangedMode::Copy,
+            recipients,
+        };
+        let plain_key = "git/acme/2026-11-25/api.bundle";
+        let sealed_key = "git/acme/2026-11-25/api.bundle.age";
+        let backup = |d: Decision| match d {
+            Decision::Backup(why) => why,
+            other => panic!("expected a full backup, got {other:?}"),
+        };
+        let why = backup(decide(&same, &plain24, &run(Some("sha256:aa"), sealed_key)));
+        assert!(why.contains("not encrypted"), "{why}");
+        let why = backup(decide(&same, &sealed24, &run(None, plain_key)));
+        assert!(why.contains("plain"), "{why}");
+        let why = backup(decide(
+            &same,
+            &sealed24,
+            &run(Some("sha256:bb"), sealed_key),
+        ));
+        assert!(why.contains("other recipients"), "{why}");
+        let why = backup(decide(&same, &sealed_today, &run(None, plain_key)));
+        assert!(why.contains("plain"), "today's baseline too: {why}");
+        match decide(&same, &sealed24, &run(Some("sha256:aa"), sealed_key)) {
+            Decision::Copy { from, entry } => {
+                assert_eq!(from, "git/acme/2026-11-24/api.bundle.age");
+                assert_eq!(entry.key.as_deref(), Some(sealed_key));
+                assert_eq!(entry.encryption, sealed24.entry.encryption);
+            }
+            other => panic!("same keys: copy, got {other:?}"),
         }
     }
 }

@@ -50,6 +50,7 @@ use self::history::History;
 use crate::bundle::{self, BundleInfo};
 use crate::cli::UnchangedMode;
 use crate::config::RepoFilter;
+use crate::crypt::Recipients;
 use crate::error::Error;
 use crate::layout::{Layout, OwnerLayout};
 use crate::manifest::{self, Manifest, RepoEntry, Status, Summary};
@@ -58,6 +59,9 @@ use crate::store::{Key, PutOptions, Source, Store, StoreError};
 
 /// Bundles' content type: what `git` itself would call the file.
 pub const BUNDLE_CONTENT_TYPE: &str = "application/x-git-bundle";
+/// Encrypted bundles' content type: age has no registered media type, and the stored bytes
+/// must not claim to be a bundle.
+pub const SEALED_CONTENT_TYPE: &str = "application/octet-stream";
 /// Uploads a crashed earlier run left open are aborted once they are this old; younger ones
 /// may belong to a run still going on elsewhere.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -118,6 +122,8 @@ pub struct Pipeline {
     /// Take over another run's lock at once, and back up into a past date that already has a
     /// complete manifest.
     pub force: bool,
+    /// Encrypt every bundle to these public keys (`<slug>.bundle.age`); `None`: plain bundles.
+    pub encrypt_to: Option<Arc<Recipients>>,
 }
 
 /// What a finished run did.
@@ -192,7 +198,7 @@ impl Pipeline {
         repos
             .into_iter()
             .map(|repo| {
-                let key = self.layout.bundle(&repo.slug)?;
+                let key = self.bundle_key(&repo.slug)?;
                 Ok(Planned { repo, key })
             })
             .collect()
@@ -403,6 +409,7 @@ impl Pipeline {
                 entry.sha256 = Some(info.sha256);
                 entry.head = info.head;
                 entry.refs = info.refs;
+                entry.encryption = info.encryption;
             }
             Err(message) => {
                 tracing::error!(repo = %repo.full_name, error = %message, "repository failed");
@@ -434,7 +441,7 @@ impl Pipeline {
         repo: &RemoteRepo,
         history: &History,
     ) -> Result<Option<(Key, BundleInfo)>, String> {
-        let key = self.layout.bundle(&repo.slug).map_err(|e| e.to_string())?;
+        let key = self.bundle_key(&repo.slug).map_err(|e| e.to_string())?;
         let tmp = make_private_tempdir(&self.tmp_dir).map_err(|e| {
             format!(
                 "cannot create a temp dir in {}: {e}",
@@ -451,10 +458,14 @@ impl Pipeline {
         }
 
         self.observer.phase(&repo.slug, Phase::Bundle);
-        let bundle_path = tmp.path().join("repo.bundle");
+        let bundle_path = tmp.path().join(match self.encrypt_to {
+            Some(_) => "repo.bundle.age",
+            None => "repo.bundle",
+        });
         let prepared = {
             let (m, b) = (mirror_dir.clone(), bundle_path.clone());
-            blocking(move || bundle::prepare(&m, &b))
+            let encrypt_to = self.encrypt_to.clone();
+            blocking(move || bundle::prepare(&m, &b, encrypt_to.as_deref()))
                 .await?
                 .map_err(|e| format!("bundle: {e}"))?
         };
@@ -462,8 +473,9 @@ impl Pipeline {
             return Ok(None);
         };
         self.observer.bundled(&repo.slug, info.size);
-        if !info.pack_reused {
-            // The bundle file holds a new pack of everything: free the mirror's disk first.
+        if !info.pack_reused || info.encryption.is_some() {
+            // The bundle file holds a new pack of everything (or all of it encrypted): free
+            // the mirror's disk first.
             let m = mirror_dir.clone();
             let _ = blocking(move || std::fs::remove_dir_all(m)).await;
         }
@@ -493,8 +505,12 @@ impl Pipeline {
     ) -> Result<(), String> {
         let observer = self.observer.clone();
         let slug = repo.slug.clone();
+        let content_type = match info.encryption {
+            Some(_) => SEALED_CONTENT_TYPE,
+            None => BUNDLE_CONTENT_TYPE,
+        };
         let opts = PutOptions {
-            content_type: Some(BUNDLE_CONTENT_TYPE.into()),
+            content_type: Some(content_type.into()),
             metadata: [("sha256".to_string(), info.sha256.clone())].into(),
             on_progress: Some(Arc::new(move |delta| observer.uploaded(&slug, delta))),
         };
@@ -544,6 +560,11 @@ impl Pipeline {
         }
     }
 
+    /// Where this run writes a repository's bundle: `.bundle`, or `.bundle.age` when encrypting.
+    fn bundle_key(&self, slug: &str) -> Result<Key, StoreError> {
+        self.layout.bundle_as(slug, self.encrypt_to.is_some())
+    }
+
     fn backoff(&self) -> impl Iterator<Item = Duration> {
         backon::ExponentialBuilder::default()
             .with_min_delay(self.retry_delay)
@@ -589,6 +610,7 @@ fn failed_entry(slug: &str, full_name: &str, error: Option<String>) -> RepoEntry
         error,
         since: None,
         duration_ms: 0,
+        encryption: None,
     }
 }
 

@@ -26,7 +26,7 @@ impl Pipeline {
         started: Instant,
     ) -> Option<Done> {
         let baseline = history.baseline(&repo.slug)?;
-        let key = self.layout.bundle(&repo.slug).ok()?;
+        let key = self.bundle_key(&repo.slug).ok()?;
         self.observer.phase(&repo.slug, Phase::Compare);
         let remote = match self.ls_remote_with_retries(repo).await {
             Ok(r) => r,
@@ -40,6 +40,7 @@ impl Pipeline {
             owner: &self.owner_layout,
             key: key.as_str(),
             mode: self.unchanged,
+            recipients: self.encrypt_to.as_ref().map(|r| r.fingerprint()),
         };
         let fallback = |why: String| {
             tracing::warn!(repo = %repo.full_name, "{why}; backing up in full");

@@ -36,6 +36,7 @@ pub mod read;
 pub mod walk;
 
 use self::header::HashAlgo;
+use crate::crypt::Recipients;
 use git2::{ConfigLevel, ObjectType, Odb, Oid, PackBuilder, Repository, Revwalk};
 use sha2::{Digest, Sha256};
 
@@ -50,6 +51,9 @@ pub struct BundleInfo {
     pub refs: BTreeMap<String, String>,
     /// True when the mirror's single pack was copied byte for byte.
     pub pack_reused: bool,
+    /// Set when the bundle was encrypted: then `size` and `sha256` are those of the
+    /// encrypted bytes (what is stored), and this holds the plaintext's.
+    pub encryption: Option<crate::manifest::Encryption>,
 }
 
 /// Where a prepared bundle's bytes are: `header`, then the first `body_len` bytes of the file
@@ -96,7 +100,7 @@ const PACK_LIMITS: &str = "[pack]\n\twindowMemory = 32m\n\tdeltaCacheSize = 16m\
 /// Writes a bundle of every ref of the bare repository `repo` to the file `out`.
 /// `Ok(None)` when the repository has no refs (git refuses empty bundles). Blocking.
 pub fn write(repo: &Path, out: &Path) -> Result<Option<BundleInfo>, BundleError> {
-    let Some((info, bytes)) = prepare(repo, out)? else {
+    let Some((info, bytes)) = prepare(repo, out, None)? else {
         return Ok(None);
     };
     if bytes.body != out {
@@ -117,8 +121,15 @@ pub fn write(repo: &Path, out: &Path) -> Result<Option<BundleInfo>, BundleError>
 
 /// Makes the bundle of every ref of the bare repository `repo` ready for upload without
 /// copying a reusable pack: see [`BundleBytes`]. `out` is written only when a new pack has to
-/// be built. `Ok(None)` when the repository has no refs. Blocking.
-pub fn prepare(repo: &Path, out: &Path) -> Result<Option<(BundleInfo, BundleBytes)>, BundleError> {
+/// be built, or when `encrypt_to` is given: then `out` is the age-encrypted bundle (header
+/// and pack stream through the encryptor into it once, and both the plaintext and the
+/// encrypted bytes are hashed on that one pass). `Ok(None)` when the repository has no refs.
+/// Blocking.
+pub fn prepare(
+    repo: &Path,
+    out: &Path,
+    encrypt_to: Option<&Recipients>,
+) -> Result<Option<(BundleInfo, BundleBytes)>, BundleError> {
     let repo_err = |message: String| BundleError::Repo {
         path: repo.display().to_string(),
         message,
@@ -178,6 +189,56 @@ pub fn prepare(repo: &Path, out: &Path) -> Result<Option<(BundleInfo, BundleByte
     let header =
         header::encode(HashAlgo::Sha1, &header_refs, head_hex.as_deref()).map_err(repo_err)?;
 
+    if let Some(recipients) = encrypt_to {
+        let io_err = |source: io::Error| BundleError::Io {
+            path: out.display().to_string(),
+            source,
+        };
+        let file = File::create(out).map_err(io_err)?;
+        let stored = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, file));
+        let mut w = HashingWriter::new(recipients.encrypt(stored).map_err(io_err)?);
+        w.write_all(&header).map_err(io_err)?;
+        match &source {
+            PackSource::Reuse(pack) => {
+                let pack_err = |source: io::Error| BundleError::Io {
+                    path: pack.display().to_string(),
+                    source,
+                };
+                let pack_len = fs::metadata(pack).map_err(pack_err)?.len();
+                let copied = copy_prefix(pack, pack_len, &mut w).map_err(pack_err)?;
+                if copied != pack_len {
+                    return Err(pack_err(short_read(pack, copied, pack_len)));
+                }
+            }
+            PackSource::Build(_) => {
+                build_pack(&git, &odb, &refs, head.oid, &mut w, io_err, git_err)?
+            }
+        }
+        let (encryptor, plaintext_size, plaintext_sha256) = w.into_parts();
+        let mut stored = encryptor.finish().map_err(io_err)?;
+        stored.flush().map_err(io_err)?;
+        let (_, size, sha256) = stored.into_parts();
+        let info = BundleInfo {
+            size,
+            sha256,
+            head: head.symbolic,
+            refs: ref_map(&refs),
+            pack_reused: matches!(source, PackSource::Reuse(_)),
+            encryption: Some(crate::manifest::Encryption {
+                scheme: crate::crypt::SCHEME.to_string(),
+                recipients: recipients.fingerprint().to_string(),
+                plaintext_size,
+                plaintext_sha256,
+            }),
+        };
+        let bytes = BundleBytes {
+            header: Vec::new(),
+            body: out.to_path_buf(),
+            body_len: size,
+        };
+        return Ok(Some((info, bytes)));
+    }
+
     let (size, sha256, bytes) = match source {
         PackSource::Reuse(pack) => {
             let io_err = |source: io::Error| BundleError::Io {
@@ -222,13 +283,17 @@ pub fn prepare(repo: &Path, out: &Path) -> Result<Option<(BundleInfo, BundleByte
         size,
         sha256,
         head: head.symbolic,
-        refs: refs
-            .iter()
-            .map(|(name, oid)| (String::from_utf8_lossy(name).into_owned(), oid.to_string()))
-            .collect(),
+        refs: ref_map(&refs),
         pack_reused: bytes.body != out,
+        encryption: None,
     };
     Ok(Some((info, bytes)))
+}
+
+fn ref_map(refs: &[(Vec<u8>, Oid)]) -> BTreeMap<String, String> {
+    refs.iter()
+        .map(|(name, oid)| (String::from_utf8_lossy(name).into_owned(), oid.to_string()))
+        .collect()
 }
 
 fn short_read(path: &Path, got: u64, want: u64) -> io::Error {
@@ -524,6 +589,15 @@ impl<W: Write> HashingWriter<W> {
 
     fn finish(self) -> (u64, String) {
         (self.written, hex::encode(self.hasher.finalize()))
+    }
+
+    /// The inner writer back, with the count and hash.
+    fn into_parts(self) -> (W, u64, String) {
+        (
+            self.inner,
+            self.written,
+            hex::encode(self.hasher.finalize()),
+        )
     }
 }
 

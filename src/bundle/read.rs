@@ -63,6 +63,9 @@ pub enum ReadError {
     /// The sink refused the pack (libgit2's indexer: a damaged pack).
     #[error("{0}")]
     Sink(String),
+    /// An encrypted bundle could not be decrypted ([`crate::crypt::read`]).
+    #[error(transparent)]
+    Decrypt(#[from] crate::crypt::read::DecryptError),
     #[error("interrupted")]
     Cancelled,
 }

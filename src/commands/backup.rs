@@ -254,6 +254,7 @@ impl SourceRun<'_> {
             unchanged: cfg.unchanged,
             full: cfg.full,
             force: cfg.force,
+            encrypt_to: cfg.encrypt_to.clone(),
         };
         if cfg.dry_run {
             let plan = pipeline.plan().await?;

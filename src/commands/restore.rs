@@ -40,6 +40,7 @@ pub(super) async fn run(
         store: store.as_ref(),
         owner: &owner,
         cancel: &cancel,
+        identity: cfg.identity.as_deref(),
     };
     let result = match &cfg.repo {
         Some(slug) => one(&cfg, &restorer, slug).await,

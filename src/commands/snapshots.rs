@@ -15,7 +15,7 @@ use crate::catalog::{self, ManifestState};
 use crate::cli::SnapshotsArgs;
 use crate::config::{FileConfig, ReadConfig};
 use crate::error::Error;
-use crate::layout::{BUNDLE_SUFFIX, OwnerLayout};
+use crate::layout::{BUNDLE_SUFFIX, OwnerLayout, SEALED_SUFFIX};
 use crate::manifest::{Manifest, Status};
 use crate::store::Store;
 
@@ -85,7 +85,10 @@ pub async fn rows(store: &dyn Store, owner: &OwnerLayout) -> Result<Vec<Row>, Er
                 let bundles: Vec<u64> = listing
                     .objects
                     .iter()
-                    .filter(|o| o.key.as_str().ends_with(BUNDLE_SUFFIX))
+                    .filter(|o| {
+                        let k = o.key.as_str();
+                        k.ends_with(BUNDLE_SUFFIX) || k.ends_with(SEALED_SUFFIX)
+                    })
                     .map(|o| o.size)
                     .collect();
                 Row {

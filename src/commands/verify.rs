@@ -41,6 +41,7 @@ pub(super) async fn run(
         tmp_dir: &cfg.tmp_dir,
         jobs: cfg.jobs,
         cancel: &cancel,
+        identity: cfg.identity.as_deref(),
     }
     .run(&snapshots, &cfg.repos)
     .await;

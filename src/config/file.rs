@@ -31,6 +31,11 @@ pub struct FileConfig {
     /// Accept plain `http://` URLs to hosts other than this machine (`--allow-insecure-http`,
     /// which sets this when given).
     pub allow_insecure_http: Option<bool>,
+    /// Public keys to encrypt every bundle to (`--encrypt-to`).
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
+    /// A file of public keys to encrypt every bundle to (`--encrypt-to-file`).
+    pub encrypt_to_file: Option<PathBuf>,
     #[serde(default)]
     pub s3: S3Section,
     /// Keep rules for `prune` and `backup --prune`.

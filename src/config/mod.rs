@@ -79,6 +79,8 @@ pub enum ConfigError {
         host: String,
         message: String,
     },
+    #[error(transparent)]
+    Crypt(#[from] crate::crypt::CryptError),
     #[error("{0}")]
     Other(String),
 }
@@ -362,6 +364,8 @@ pub struct BackupConfig {
     pub prune: Option<RetentionSettings>,
     /// Take over a held lock; overwrite a past date's complete backup.
     pub force: bool,
+    /// Encrypt every bundle to these keys; `None`: plain bundles.
+    pub encrypt_to: Option<std::sync::Arc<crate::crypt::Recipients>>,
 }
 
 impl BackupConfig {
@@ -407,8 +411,24 @@ impl BackupConfig {
             full: args.full,
             prune: retention::after_backup(args.prune, file)?,
             force: args.force,
+            encrypt_to: recipients(&args.encrypt, file)?,
         })
     }
+}
+
+/// `--encrypt-to` / `--encrypt-to-file`, else the config file's `encrypt_to` /
+/// `encrypt_to_file` (flags replace the file's keys, they do not add to them).
+fn recipients(
+    args: &crate::cli::EncryptArgs,
+    file: &FileConfig,
+) -> Result<Option<std::sync::Arc<crate::crypt::Recipients>>, ConfigError> {
+    let (values, files) = if args.encrypt_to.is_empty() && args.encrypt_to_file.is_empty() {
+        let files = file.encrypt_to_file.iter().map(|p| file.resolve(p));
+        (file.encrypt_to.clone(), files.collect())
+    } else {
+        (args.encrypt_to.clone(), args.encrypt_to_file.clone())
+    };
+    Ok(crate::crypt::Recipients::parse(&values, &files)?.map(std::sync::Arc::new))
 }
 
 #[cfg(test)]

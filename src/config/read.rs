@@ -3,7 +3,8 @@
 //! They address a destination exactly as `backup` does (same `--dest`, owner, S3 options and
 //! config file), so whatever wrote a backup can read it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 
@@ -11,6 +12,7 @@ use super::{
     ConfigError, Destination, FileConfig, RepoFilter, S3Settings, check_owner, invalid, jobs,
 };
 use crate::cli::{ReadArgs, RestoreArgs, VerifyArgs};
+use crate::crypt::Identities;
 use crate::restore::push::PushAuth;
 use crate::secret::Secret;
 
@@ -107,6 +109,8 @@ pub struct VerifyConfig {
     pub json: bool,
     /// Parent of the `--deep` temp repositories.
     pub tmp_dir: PathBuf,
+    /// `--identity`: reads the contents of encrypted bundles.
+    pub identity: Option<Arc<Identities>>,
 }
 
 impl VerifyConfig {
@@ -127,6 +131,7 @@ impl VerifyConfig {
             },
             json: args.json,
             tmp_dir: tmp_dir(file, env),
+            identity: identity(args.identity.as_deref())?,
         })
     }
 }
@@ -145,6 +150,8 @@ pub struct RestoreConfig {
     /// `GIT_OFFSITE_PUSH_USERNAME` / `GIT_OFFSITE_PUSH_PASSWORD`, for `push_to`.
     pub push_auth: PushAuth,
     pub tmp_dir: PathBuf,
+    /// `--identity`: decrypts encrypted bundles.
+    pub identity: Option<Arc<Identities>>,
 }
 
 impl RestoreConfig {
@@ -186,8 +193,14 @@ impl RestoreConfig {
                     .map(Secret::new),
             },
             tmp_dir: tmp_dir(file, env),
+            identity: identity(args.identity.as_deref())?,
         })
     }
+}
+
+/// Loads `--identity` now, so a missing or unreadable key file fails before any download.
+fn identity(path: Option<&Path>) -> Result<Option<Arc<Identities>>, ConfigError> {
+    Ok(path.map(Identities::load).transpose()?.map(Arc::new))
 }
 
 fn tmp_dir(file: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {

@@ -145,6 +145,7 @@ mod tests {
             error: None,
             since: None,
             duration_ms: 0,
+            encryption: None,
         }
     }
 
