@@ -380,6 +380,25 @@ async fn damaged_encrypted_bundles_fail_with_and_without_the_key() {
         "{}",
         run.stdout
     );
+
+    // A plain bundle put in its place (manifest sizes and hashes fixed to match) is no
+    // encrypted bundle, even to a check that holds no key.
+    let impostor = dest.read(&dest.key(DAY1, "web.bundle.age")).await;
+    let impostor = [b"# v2 git bundle\n".as_slice(), &impostor].concat();
+    dest.write(&key, impostor.clone(), None).await;
+    let mut manifest = dest.manifest(DAY1).await;
+    crate::support::readback::fix_entry(
+        crate::support::readback::entry_mut(&mut manifest, "api"),
+        &impostor,
+    );
+    dest.write_manifest(DAY1, &manifest).await;
+    let run = dest.read_command(&env, "verify", &["--repo", "api"]).await;
+    run.expect_code(5);
+    assert!(
+        run.stdout.contains("not an age-encrypted file"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// SSH keys work both ways: an `ssh-ed25519` public key in an `--encrypt-to-file`, and the
