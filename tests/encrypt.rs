@@ -115,7 +115,8 @@ async fn encrypted_bundles_decrypt_with_stock_age_and_restore_with_the_identity(
     std::fs::create_dir_all(&keys).unwrap();
     let (identity, recipient) = age_key(&keys, "ops.key");
     let (stranger, _) = age_key(&keys, "stranger.key");
-    let secret = std::fs::read_to_string(&identity).unwrap();
+    // The wrong key's secret must never be echoed by the runs that are given it.
+    let secret = std::fs::read_to_string(&stranger).unwrap();
     let secret_line = secret
         .lines()
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
@@ -278,6 +279,7 @@ async fn encrypted_bundles_decrypt_with_stock_age_and_restore_with_the_identity(
             "{}",
             run.stderr
         );
+        assert!(!run.stdout.contains(&secret_line) && !run.stderr.contains(&secret_line));
         assert!(!target.exists(), "a failed restore leaves no target");
         assert!(
             !crate::support::readback::names_in(&out)
@@ -294,9 +296,7 @@ async fn encrypted_bundles_decrypt_with_stock_age_and_restore_with_the_identity(
             .await;
         run.expect_code(5);
         assert!(run.stdout.contains("cannot decrypt"), "{}", run.stdout);
-        for r in [&run] {
-            assert!(!r.stdout.contains(&secret_line) && !r.stderr.contains(&secret_line));
-        }
+        assert!(!run.stdout.contains(&secret_line) && !run.stderr.contains(&secret_line));
         assert!(env.tmp_leftovers().is_empty(), "{:?}", env.tmp_leftovers());
     }
 }

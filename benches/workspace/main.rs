@@ -61,7 +61,8 @@ usage: cargo bench --bench workspace -- [OPTIONS]     (or infra/bench.sh [OPTION
                        backup, a no-change rerun, a rerun with one change, verify, verify --deep,
                        restore --all and git clone of the bundles; prune = prune over 60 daily
                        snapshots (--repos bundles each) on a directory and on S3 (git-offsite only)
-  --contenders LIST    git-offsite,parallel,naive (BENCH_CONTENDERS)
+  --contenders LIST    git-offsite,encrypted,parallel,naive (BENCH_CONTENDERS); encrypted =
+                       git-offsite --encrypt-to a fresh age key
   --timeout SECS       per contender (BENCH_TIMEOUT, default 3600)
 extra git-offsite arguments: BENCH_OFFSITE_ARGS (split on spaces), e.g. \"--parts-in-flight 8\"
 extra environment for git-offsite: BENCH_OFFSITE_ENV, e.g. \"RUST_LOG=debug\"
@@ -123,6 +124,8 @@ impl Scenario {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Contender {
     Offsite,
+    /// git-offsite with `--encrypt-to` (a fresh age key): the cost of encryption.
+    Encrypted,
     Parallel,
     Naive,
 }
@@ -131,6 +134,7 @@ impl Contender {
     fn name(self) -> &'static str {
         match self {
             Contender::Offsite => "git-offsite",
+            Contender::Encrypted => "git-offsite --encrypt-to",
             Contender::Parallel => "parallel script",
             Contender::Naive => "naive script",
         }
@@ -138,6 +142,7 @@ impl Contender {
     fn slug(self) -> &'static str {
         match self {
             Contender::Offsite => "offsite",
+            Contender::Encrypted => "encrypted",
             Contender::Parallel => "parallel",
             Contender::Naive => "naive",
         }
@@ -165,6 +170,7 @@ fn scenario(s: &str) -> Option<Scenario> {
 fn contender(s: &str) -> Option<Contender> {
     match s {
         "git-offsite" | "offsite" => Some(Contender::Offsite),
+        "encrypted" => Some(Contender::Encrypted),
         "parallel" => Some(Contender::Parallel),
         "naive" => Some(Contender::Naive),
         _ => None,
@@ -196,7 +202,12 @@ impl Settings {
                 Scenario::Readback,
                 Scenario::Prune,
             ],
-            contenders: vec![Contender::Offsite, Contender::Parallel, Contender::Naive],
+            contenders: vec![
+                Contender::Offsite,
+                Contender::Encrypted,
+                Contender::Parallel,
+                Contender::Naive,
+            ],
             timeout: Duration::from_secs(3600),
             offsite_args: var("BENCH_OFFSITE_ARGS")
                 .map(|v| v.split_whitespace().map(str::to_owned).collect())
@@ -728,6 +739,9 @@ struct Bench {
     logs: PathBuf,
     /// Expected bundles per scenario: slug → source pack size.
     expected: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    /// The public key the encrypted contender encrypts to (its private key is dropped: the
+    /// benchmark checks the stored objects' form, not their plaintext).
+    recipient: String,
 }
 
 impl Bench {
@@ -824,7 +838,7 @@ impl Bench {
         let mut envs = self.base_env(&tmp);
         let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/bench");
         let cmd: Vec<String> = match who {
-            Contender::Offsite => {
+            Contender::Offsite | Contender::Encrypted => {
                 let mut c = self.s.offsite_wrap.clone();
                 c.extend([
                     self.s.bin.display().to_string(),
@@ -838,6 +852,9 @@ impl Bench {
                     "--jobs".into(),
                     self.s.jobs.to_string(),
                 ]);
+                if who == Contender::Encrypted {
+                    c.extend(["--encrypt-to".into(), self.recipient.clone()]);
+                }
                 c.extend(self.s.offsite_args.iter().cloned());
                 envs.extend(self.s.offsite_env.iter().cloned());
                 c
@@ -907,7 +924,13 @@ impl Bench {
         }
         let expected = &self.expected[scenario.name()];
         let mut problems = Vec::new();
-        let mut manifest_ok = who != Contender::Offsite;
+        let offsite = matches!(who, Contender::Offsite | Contender::Encrypted);
+        let mut manifest_ok = !offsite;
+        // What each stored object must be named and start with.
+        let (suffix, magic): (&str, &[u8]) = match who {
+            Contender::Encrypted => (".bundle.age", b"age-encryption.org/v1\n"),
+            _ => (".bundle", b"# v2 git bundle\n"),
+        };
         for (key, size) in &objects {
             if key.ends_with("/manifest.json") {
                 let body = self.get(key, None).await?;
@@ -920,11 +943,7 @@ impl Bench {
                 }
                 continue;
             }
-            let Some(slug) = key
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.strip_suffix(".bundle"))
-            else {
+            let Some(slug) = key.rsplit('/').next().and_then(|n| n.strip_suffix(suffix)) else {
                 problems.push(format!("unexpected object {key}"));
                 continue;
             };
@@ -937,9 +956,10 @@ impl Bench {
             if *size < source / 2 {
                 problems.push(format!("{key}: {size} bytes, the source pack has {source}"));
             }
-            let head = self.get(key, Some("bytes=0-15")).await?;
-            if head != b"# v2 git bundle\n" {
-                problems.push(format!("{key} does not start like a v2 bundle"));
+            let range = format!("bytes=0-{}", magic.len() - 1);
+            let head = self.get(key, Some(&range)).await?;
+            if head != magic {
+                problems.push(format!("{key} does not start like a {suffix} file"));
             }
         }
         if m.bundles != expected.len() {
@@ -1106,6 +1126,22 @@ fn targets(rows: &[(Scenario, Contender, Measured)]) -> String {
         "large: git-offsite peak RSS < 150 MiB",
         ol.map(|m| (m.max_rss_mib < 150.0, format!("{:.0} MiB", m.max_rss_mib))),
     );
+    for sc in [Scenario::Workspace, Scenario::Large] {
+        let plain = get(sc, Contender::Offsite);
+        let sealed = get(sc, Contender::Encrypted);
+        check(
+            &format!(
+                "{}: encrypted run < 1.15× the plain run's wall time",
+                sc.name()
+            ),
+            ratio(sealed, plain).map(|r| (r < 1.15, format!("{r:.2}×"))),
+        );
+    }
+    let el = get(Scenario::Large, Contender::Encrypted);
+    check(
+        "large: encrypted git-offsite peak RSS < 150 MiB (bounded by parts in flight, not the bundle)",
+        el.map(|m| (m.max_rss_mib < 150.0, format!("{:.0} MiB", m.max_rss_mib))),
+    );
     out
 }
 
@@ -1189,6 +1225,7 @@ async fn run(s: Settings) -> i32 {
         work,
         logs,
         expected,
+        recipient: age::x25519::Identity::generate().to_public().to_string(),
     };
 
     let changed = s
