@@ -537,6 +537,57 @@ mod tests {
     }
 
     #[test]
+    fn encryption_keys_come_from_flags_else_the_file() {
+        use clap::Parser;
+        const R1: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg_path = tmp.path().join("c.toml");
+        std::fs::write(tmp.path().join("keys.txt"), format!("# ops\n{R1}\n")).unwrap();
+        let mut file = file::parse(
+            &format!("encrypt_to_file = \"keys.txt\"\n[[source]]\nowner = \"acme\"\n"),
+            &cfg_path,
+        )
+        .unwrap();
+        file.path = Some(cfg_path);
+        let parse = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+            let crate::cli::Command::Backup(b) = cli.command else {
+                unreachable!()
+            };
+            b
+        };
+        let no_env = env_of(&[]);
+        let from_file = BackupConfig::new(&parse(&["g", "backup"]), &file, &no_env)
+            .unwrap()
+            .encrypt_to
+            .expect("the file's recipients file, relative to the file");
+        let from_flag = BackupConfig::new(
+            &parse(&["g", "backup", "--encrypt-to", R1]),
+            &FileConfig::default(),
+            &no_env,
+        )
+        .unwrap()
+        .encrypt_to
+        .unwrap();
+        assert_eq!(from_file.fingerprint(), from_flag.fingerprint());
+        let none = BackupConfig::new(
+            &parse(&["g", "backup", "--owner", "acme"]),
+            &FileConfig::default(),
+            &no_env,
+        )
+        .unwrap();
+        assert!(none.encrypt_to.is_none());
+        let e = BackupConfig::new(
+            &parse(&["g", "backup", "--encrypt-to", "age1bad"]),
+            &file,
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--encrypt-to") && e.contains("age1bad"), "{e}");
+    }
+
+    #[test]
     fn filters_exclude_wins() {
         let f = RepoFilter::new(&FilterArgs {
             include: vec!["api-*".into(), "web".into()],
