@@ -562,7 +562,7 @@ mod tests {
             .encrypt_to
             .expect("the file's recipients file, relative to the file");
         let from_flag = BackupConfig::new(
-            &parse(&["g", "backup", "--encrypt-to", R1]),
+            &parse(&["g", "backup", "--owner", "acme", "--encrypt-to", R1]),
             &FileConfig::default(),
             &no_env,
         )
