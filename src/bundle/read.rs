@@ -34,6 +34,30 @@ pub struct Expected<'a> {
     pub sha256: Option<&'a str>,
 }
 
+impl Expected<'_> {
+    /// The announced `size` is the manifest's (when it says one).
+    pub fn check_size(&self, size: u64) -> Result<(), ReadError> {
+        match self.size {
+            Some(want) if want != size => Err(ReadError::SizeMismatch {
+                expected: want,
+                found: size,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `found` (hex SHA-256 of every byte) is the manifest's (when it says one).
+    pub fn check_sha256(&self, found: &str) -> Result<(), ReadError> {
+        match self.sha256 {
+            Some(want) if !want.eq_ignore_ascii_case(found) => Err(ReadError::Sha256Mismatch {
+                expected: want.to_string(),
+                found: found.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A bundle whose bytes were all read and match [`Expected`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -97,14 +121,7 @@ pub async fn read(
     cancel: &CancellationToken,
 ) -> Result<Verified, ReadError> {
     let size = download.size;
-    if let Some(want) = expected.size
-        && want != size
-    {
-        return Err(ReadError::SizeMismatch {
-            expected: want,
-            found: size,
-        });
-    }
+    expected.check_size(size)?;
     let mut stream = download.stream;
     let mut hasher = Sha256::new();
     let mut got = 0u64;
@@ -150,14 +167,7 @@ pub async fn read(
     }
     let header = parsed.ok_or(ReadError::HeaderCut { got })?;
     let sha256 = hex::encode(hasher.finalize());
-    if let Some(want) = expected.sha256
-        && !want.eq_ignore_ascii_case(&sha256)
-    {
-        return Err(ReadError::Sha256Mismatch {
-            expected: want.to_string(),
-            found: sha256,
-        });
-    }
+    expected.check_sha256(&sha256)?;
     if let Some(e) = sink_error {
         return Err(ReadError::Sink(e));
     }

@@ -544,7 +544,7 @@ mod tests {
         let cfg_path = tmp.path().join("c.toml");
         std::fs::write(tmp.path().join("keys.txt"), format!("# ops\n{R1}\n")).unwrap();
         let mut file = file::parse(
-            &format!("encrypt_to_file = \"keys.txt\"\n[[source]]\nowner = \"acme\"\n"),
+            "encrypt_to_file = \"keys.txt\"\n[[source]]\nowner = \"acme\"\n",
             &cfg_path,
         )
         .unwrap();

@@ -153,14 +153,7 @@ impl Check {
         if matches!(read, Err(ReadError::Cancelled)) {
             return read;
         }
-        if let Some(want) = stored.size
-            && want != self.stored_size
-        {
-            return Err(ReadError::SizeMismatch {
-                expected: want,
-                found: self.stored_size,
-            });
-        }
+        stored.check_size(self.stored_size)?;
         let complete = t.got == self.stored_size;
         let found = hex::encode(t.hasher.clone().finalize());
         if read.is_ok() && !complete {
@@ -168,14 +161,8 @@ impl Check {
                 self.stored_size - t.got,
             )));
         }
-        if complete
-            && let Some(want) = stored.sha256
-            && !found.eq_ignore_ascii_case(want)
-        {
-            return Err(ReadError::Sha256Mismatch {
-                expected: want.to_string(),
-                found,
-            });
+        if complete {
+            stored.check_sha256(&found)?;
         }
         read
     }
@@ -200,14 +187,7 @@ pub async fn read_stored(
     let identity = identity.ok_or_else(|| DecryptError::NoIdentity {
         key: key.to_string(),
     })?;
-    if let Some(want) = stored.size
-        && want != download.size
-    {
-        return Err(ReadError::SizeMismatch {
-            expected: want,
-            found: download.size,
-        });
-    }
+    stored.check_size(download.size)?;
     let (plain, check) = tokio::select! {
         biased;
         () = cancel.cancelled() => return Err(ReadError::Cancelled),
@@ -230,14 +210,7 @@ pub async fn check_sealed(
     cancel: &CancellationToken,
 ) -> Result<u64, ReadError> {
     let size = download.size;
-    if let Some(want) = stored.size
-        && want != size
-    {
-        return Err(ReadError::SizeMismatch {
-            expected: want,
-            found: size,
-        });
-    }
+    stored.check_size(size)?;
     let mut stream = download.stream;
     let mut hasher = Sha256::new();
     let mut got = 0u64;
@@ -263,15 +236,7 @@ pub async fn check_sealed(
     if got != size {
         return Err(ReadError::Truncated { got, size });
     }
-    let found = hex::encode(hasher.finalize());
-    if let Some(want) = stored.sha256
-        && !want.eq_ignore_ascii_case(&found)
-    {
-        return Err(ReadError::Sha256Mismatch {
-            expected: want.to_string(),
-            found,
-        });
-    }
+    stored.check_sha256(&hex::encode(hasher.finalize()))?;
     if start != AGE_MAGIC {
         return Err(DecryptError::NotAge {
             why: "it does not start with the age header line".into(),
