@@ -69,6 +69,21 @@ async fn backup(env: &TestEnv, dest: &Dest<'_>, date: &str, extra: &[&str]) -> R
     dest.run(env, &args).await
 }
 
+/// `restore --repo SLUG --to TARGET [--identity FILE]` from `dest`.
+async fn restore(
+    env: &TestEnv,
+    dest: &Dest<'_>,
+    slug: &str,
+    target: &Path,
+    identity: Option<&Path>,
+) -> Run {
+    let mut args = vec!["--repo", slug, "--to", target.to_str().unwrap()];
+    if let Some(id) = identity {
+        args.extend(["--identity", id.to_str().unwrap()]);
+    }
+    dest.read_command(env, "restore", &args).await
+}
+
 /// The stored object of `slug` on `date`, decrypted by stock `age -d -i identity` into
 /// `<out>/<slug>.bundle`.
 async fn stock_decrypt(
@@ -229,20 +244,9 @@ async fn encrypted_bundles_decrypt_with_stock_age_and_restore_with_the_identity(
         let out = env.path().join(format!("restored-{n}"));
         for (slug, (source, _)) in &sources {
             let target = out.join(slug);
-            dest.read_command(
-                &env,
-                "restore",
-                &[
-                    "--repo",
-                    slug,
-                    "--to",
-                    target.to_str().unwrap(),
-                    "--identity",
-                    id,
-                ],
-            )
-            .await
-            .expect_code(0);
+            restore(&env, dest, slug, &target, Some(&identity))
+                .await
+                .expect_code(0);
             assert_eq!(show_refs(&target), show_refs(source), "{slug}");
             git(&target, &["fsck", "--strict", "--no-dangling"]);
         }
@@ -250,29 +254,10 @@ async fn encrypted_bundles_decrypt_with_stock_age_and_restore_with_the_identity(
         // No key, or the wrong one: a usage error naming the fix, nothing left behind, and
         // the key file's content nowhere in the output.
         let target = out.join("api-again");
-        let run = dest
-            .read_command(
-                &env,
-                "restore",
-                &["--repo", "api", "--to", target.to_str().unwrap()],
-            )
-            .await;
+        let run = restore(&env, dest, "api", &target, None).await;
         run.expect_code(2);
         assert!(run.stderr.contains("--identity"), "{}", run.stderr);
-        let run = dest
-            .read_command(
-                &env,
-                "restore",
-                &[
-                    "--repo",
-                    "api",
-                    "--to",
-                    target.to_str().unwrap(),
-                    "--identity",
-                    stranger.to_str().unwrap(),
-                ],
-            )
-            .await;
+        let run = restore(&env, dest, "api", &target, Some(&stranger)).await;
         run.expect_code(2);
         assert!(
             run.stderr.contains("cannot decrypt") && run.stderr.contains("stranger.key"),
@@ -326,20 +311,7 @@ async fn damaged_encrypted_bundles_fail_with_and_without_the_key() {
     run.expect_code(5);
     assert!(run.stdout.contains("SHA-256 mismatch"), "{}", run.stdout);
     let target = env.path().join("out/api");
-    let run = dest
-        .read_command(
-            &env,
-            "restore",
-            &[
-                "--repo",
-                "api",
-                "--to",
-                target.to_str().unwrap(),
-                "--identity",
-                id,
-            ],
-        )
-        .await;
+    let run = restore(&env, &dest, "api", &target, Some(&identity)).await;
     run.expect_code(5);
     assert!(run.stderr.contains("do not authenticate"), "{}", run.stderr);
     assert!(!target.exists());
@@ -435,20 +407,9 @@ async fn ssh_keys_from_a_recipients_file_encrypt_and_decrypt() {
     let mirror = clone_mirror(&plain, &work.join("rich.git"));
     assert_eq!(show_refs(&mirror), show_refs(source));
     let target = work.join("restored");
-    dest.read_command(
-        &env,
-        "restore",
-        &[
-            "--repo",
-            "rich",
-            "--to",
-            target.to_str().unwrap(),
-            "--identity",
-            private.to_str().unwrap(),
-        ],
-    )
-    .await
-    .expect_code(0);
+    restore(&env, &dest, "rich", &target, Some(&private))
+        .await
+        .expect_code(0);
     assert_eq!(show_refs(&target), show_refs(source));
 }
 

@@ -130,18 +130,7 @@ pub async fn read(
     // When the sink gives up (a damaged pack), the rest is still hashed: if the bytes are not
     // what the manifest says, that is the cause worth reporting, not the indexer's symptom.
     let mut sink_error: Option<String> = None;
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(ReadError::Cancelled),
-            next = stream.next() => next,
-        };
-        let Some(chunk) = next else { break };
-        let chunk = chunk?;
-        got += chunk.len() as u64;
-        if got > size {
-            return Err(ReadError::TooLong { size });
-        }
+    while let Some(chunk) = next_chunk(&mut stream, size, &mut got, cancel).await? {
         hasher.update(&chunk);
         let pack = if parsed.is_some() {
             chunk
@@ -176,6 +165,29 @@ pub async fn read(
         size,
         sha256,
     })
+}
+
+/// The next chunk of a download announced as `size` bytes, `got` of which arrived before;
+/// `None` at its end. Counts the chunk into `got`; more bytes than announced, a failed
+/// download or cancellation are errors. The one loop step of every reader of stored bytes.
+pub async fn next_chunk(
+    stream: &mut futures::stream::BoxStream<'static, Result<Bytes, StoreError>>,
+    size: u64,
+    got: &mut u64,
+    cancel: &CancellationToken,
+) -> Result<Option<Bytes>, ReadError> {
+    let next = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(ReadError::Cancelled),
+        next = stream.next() => next,
+    };
+    let Some(chunk) = next else { return Ok(None) };
+    let chunk = chunk?;
+    *got += chunk.len() as u64;
+    if *got > size {
+        return Err(ReadError::TooLong { size });
+    }
+    Ok(Some(chunk))
 }
 
 /// Chunks in flight between the download and the indexer: with S3's and the directory

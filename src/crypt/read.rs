@@ -215,18 +215,7 @@ pub async fn check_sealed(
     let mut hasher = Sha256::new();
     let mut got = 0u64;
     let mut start = Vec::with_capacity(AGE_MAGIC.len());
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(ReadError::Cancelled),
-            next = stream.next() => next,
-        };
-        let Some(chunk) = next else { break };
-        let chunk = chunk?;
-        got += chunk.len() as u64;
-        if got > size {
-            return Err(ReadError::TooLong { size });
-        }
+    while let Some(chunk) = read::next_chunk(&mut stream, size, &mut got, cancel).await? {
         if start.len() < AGE_MAGIC.len() {
             let take = (AGE_MAGIC.len() - start.len()).min(chunk.len());
             start.extend_from_slice(&chunk[..take]);
