@@ -113,6 +113,7 @@ async fn generate(store: &dyn Store, owner: &OwnerLayout, repos: usize) {
                 error: None,
                 since: None,
                 duration_ms: 0,
+                encryption: None,
             });
             puts.push((key, body.clone()));
         }
