@@ -12,7 +12,6 @@
 //! default retention demands one; every store accepts it).
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
@@ -89,22 +88,8 @@ impl S3Store {
     }
 
     pub(super) async fn get_with_etag(&self, key: &Key) -> Result<Option<Versioned>, StoreError> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e)
-                if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_)))
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(self.error("GetObject", Some(key.as_str()), e)),
+        let Some(out) = self.get_object_if_present(key).await? else {
+            return Ok(None);
         };
         let version = Version(out.e_tag().unwrap_or_default().to_string());
         let data = out

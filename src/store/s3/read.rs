@@ -8,8 +8,12 @@ use super::errors::chain;
 use crate::store::{Download, Key, Listing, ObjectMeta, StoreError};
 
 impl S3Store {
-    pub(super) async fn download(&self, key: &Key) -> Result<Download, StoreError> {
-        let out = match self
+    /// GetObject, with a missing key as `None`: the one place a 404 on a read is told apart.
+    pub(super) async fn get_object_if_present(
+        &self,
+        key: &Key,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, StoreError> {
+        match self
             .client
             .get_object()
             .bucket(&self.bucket)
@@ -17,17 +21,24 @@ impl S3Store {
             .send()
             .await
         {
-            Ok(out) => out,
+            Ok(out) => Ok(Some(out)),
             Err(e)
                 if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_)))
                     || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
             {
-                return Err(StoreError::NotFound {
-                    key: key.to_string(),
-                });
+                Ok(None)
             }
-            Err(e) => return Err(self.error("GetObject", Some(key.as_str()), e)),
-        };
+            Err(e) => Err(self.error("GetObject", Some(key.as_str()), e)),
+        }
+    }
+
+    pub(super) async fn download(&self, key: &Key) -> Result<Download, StoreError> {
+        let out = self
+            .get_object_if_present(key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                key: key.to_string(),
+            })?;
         let size = out
             .content_length()
             .and_then(|n| u64::try_from(n).ok())
