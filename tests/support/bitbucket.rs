@@ -8,10 +8,9 @@
 //!
 //! Why a thread with its own runtime: tests often run the product as a child process and wait
 //! for it with blocking calls; a server living on the test's (possibly current-thread) runtime
-//! would then never be polled. Why `git http-backend`: it is the real smart-HTTP server, so
-//! protocol v0/v1/v2, gzip request bodies and chunked uploads behave as they do in production
-//! git servers; the emulator only adds Bitbucket's authentication in front and streams the CGI
-//! output both ways (a benchmark serves a 500 MiB pack).
+//! would then never be polled. The git half is [`super::git_http`] (real `git http-backend`,
+//! shared by every host emulator); this module only puts Bitbucket's authentication, faults and
+//! counters in front of it.
 //!
 //! Listed repositories are read-only, as they are for an OAuth read token. For `restore
 //! --push-to` tests, [`Emulator::add_push_target`] adds an empty repository that accepts
@@ -26,20 +25,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::BytesMut;
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
 
-use super::git::git_output;
+use super::git_http::{self, GitHttp, GitRequest, basic_auth, bump, head_branch};
 
 /// Bitbucket's own documented default for `expires_in` (2 h; GH eclipse/che#21291).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7200);
@@ -236,9 +231,6 @@ impl Emulator {
             .prefix("bitbucket-emulator-")
             .tempdir()
             .expect("emulator root");
-        for dir in ["home", "repos"] {
-            std::fs::create_dir(root.path().join(dir)).expect("emulator dirs");
-        }
         // Bound here, on the caller's thread, so the port is known before this returns.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
@@ -248,6 +240,7 @@ impl Emulator {
         let shared = Arc::new(Shared {
             base: format!("http://127.0.0.1:{port}"),
             root: root.path().to_owned(),
+            git: GitHttp::new(root.path(), "bitbucket-emulator"),
             inner: Mutex::default(),
             counters: Counters::default(),
         });
@@ -331,14 +324,7 @@ impl Emulator {
     pub fn add_repo(&self, workspace: &str, slug: &str, source: &Path, opts: RepoOpts) {
         let is_git = opts.scm == "git";
         let (mainbranch, size) = if is_git {
-            let source = source
-                .canonicalize()
-                .unwrap_or_else(|e| panic!("repository source {source:?}: {e}"));
-            let link_dir = self.shared.root.join("repos").join(workspace);
-            std::fs::create_dir_all(&link_dir).expect("workspace dir");
-            let link = link_dir.join(format!("{slug}.git"));
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&source, &link).expect("symlink repository");
+            let source = self.shared.git.link_repo(workspace, slug, source);
             let mainbranch = opts.mainbranch.clone().or_else(|| head_branch(&source));
             (mainbranch, dir_size(&source))
         } else {
@@ -368,13 +354,8 @@ impl Emulator {
         if let Some(ws) = inner.workspaces.get_mut(workspace) {
             ws.repos.retain(|r| r.slug != slug);
         }
-        let link = self
-            .shared
-            .root
-            .join("repos")
-            .join(workspace)
-            .join(format!("{slug}.git"));
-        let _ = std::fs::remove_file(link);
+        drop(inner);
+        self.shared.git.unlink_repo(workspace, slug);
     }
 
     pub fn push_fault(&self, route: Route, fault: Fault) {
@@ -405,23 +386,7 @@ impl Emulator {
         username: &str,
         password: &str,
     ) -> PathBuf {
-        let dir = self.shared.root.join("repos").join(workspace);
-        std::fs::create_dir_all(&dir).expect("workspace dir");
-        let path = dir.join(format!("{slug}.git"));
-        let out = git_output(
-            &dir,
-            &[
-                "init",
-                "--quiet",
-                "--bare",
-                path.to_str().expect("UTF-8 path"),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "git init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let path = self.shared.git.init_bare(workspace, slug);
         self.shared.lock().push_targets.insert(
             (workspace.to_owned(), slug.to_owned()),
             (username.to_owned(), password.to_owned()),
@@ -471,6 +436,7 @@ impl Emulator {
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        let git = self.shared.git.stats();
         Stats {
             token_requests: get(&c.token_requests),
             token_client_credentials: get(&c.token_client_credentials),
@@ -478,13 +444,13 @@ impl Emulator {
             tokens_issued: get(&c.tokens_issued),
             api_requests: get(&c.api_requests),
             list_requests: get(&c.list_requests),
-            git_requests: get(&c.git_requests),
-            git_gzip_requests: get(&c.git_gzip_requests),
-            pack_requests: get(&c.pack_requests),
+            git_requests: git.requests,
+            git_gzip_requests: git.gzip_requests,
+            pack_requests: git.pack_requests,
             rate_limited: get(&c.rate_limited),
             unauthorized: get(&c.unauthorized),
-            server_errors: get(&c.server_errors),
-            max_concurrent_git: get(&c.max_concurrent_git),
+            server_errors: get(&c.server_errors) + git.server_errors,
+            max_concurrent_git: git.max_concurrent,
             push_requests: get(&c.push_requests),
         }
     }
@@ -507,6 +473,7 @@ impl Drop for Emulator {
 struct Shared {
     base: String,
     root: PathBuf,
+    git: GitHttp,
     inner: Mutex<Inner>,
     counters: Counters,
 }
@@ -519,19 +486,10 @@ struct Counters {
     tokens_issued: AtomicU64,
     api_requests: AtomicU64,
     list_requests: AtomicU64,
-    git_requests: AtomicU64,
-    git_gzip_requests: AtomicU64,
-    pack_requests: AtomicU64,
     rate_limited: AtomicU64,
     unauthorized: AtomicU64,
     server_errors: AtomicU64,
-    git_in_flight: AtomicU64,
-    max_concurrent_git: AtomicU64,
     push_requests: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::SeqCst);
 }
 
 #[derive(Default)]
@@ -717,9 +675,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/site/oauth2/access_token", post(token))
         .route("/2.0/repositories/{workspace}", get(list_repos))
         .route("/2.0/repositories/{workspace}/", get(list_repos))
-        .route("/{workspace}/{repo}/info/refs", get(info_refs))
-        .route("/{workspace}/{repo}/git-upload-pack", post(upload_pack))
-        .route("/{workspace}/{repo}/git-receive-pack", post(receive_pack))
+        .merge(git_http::routes(serve_git))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -774,18 +730,6 @@ async fn not_found(State(s): St, uri: axum::http::Uri) -> Response {
     } else {
         text(StatusCode::NOT_FOUND, "Not Found\n")
     }
-}
-
-/// `Authorization: Basic` user and password.
-fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(BASE64.decode(encoded.trim()).ok()?).ok()?;
-    let (user, pass) = decoded.split_once(':')?;
-    Some((user.to_owned(), pass.to_owned()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -1071,127 +1015,36 @@ fn merge(base: &mut Value, patch: &Value) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Git smart HTTP
+// Git smart HTTP: Bitbucket's authentication and faults in front of [`GitHttp`].
 
-/// `GET /{ws}/{repo}/info/refs?service=git-upload-pack` (`{repo}` with or without `.git`).
-async fn info_refs(
-    State(s): St,
-    UrlPath((workspace, repo)): UrlPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    serve_git(s, workspace, repo, "info/refs", query, headers, None).await
-}
-
-/// `POST /{ws}/{repo}/git-upload-pack`.
-async fn upload_pack(
-    State(s): St,
-    UrlPath((workspace, repo)): UrlPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    bump(&s.counters.pack_requests);
-    serve_git(
-        s,
-        workspace,
-        repo,
-        "git-upload-pack",
-        query,
-        headers,
-        Some(body),
-    )
-    .await
-}
-
-/// `POST /{ws}/{repo}/git-receive-pack`: pushes, accepted only by push targets.
-async fn receive_pack(
-    State(s): St,
-    UrlPath((workspace, repo)): UrlPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve_git(
-        s,
-        workspace,
-        repo,
-        "git-receive-pack",
-        query,
-        headers,
-        Some(body),
-    )
-    .await
-}
-
-/// Counts a git request in flight from arrival until its response body is done.
-struct InFlight(Arc<Shared>);
-
-impl InFlight {
-    fn new(s: &Arc<Shared>) -> Self {
-        let now = s.counters.git_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        s.counters
-            .max_concurrent_git
-            .fetch_max(now, Ordering::SeqCst);
-        InFlight(s.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.counters.git_in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-async fn serve_git(
-    s: Arc<Shared>,
-    workspace: String,
-    repo: String,
-    tail: &str,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Option<Body>,
-) -> Response {
-    let guard = InFlight::new(&s);
-    bump(&s.counters.git_requests);
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if encoding.as_deref() == Some("gzip") {
-        bump(&s.counters.git_gzip_requests);
-    }
-    let slug = repo.strip_suffix(".git").unwrap_or(&repo).to_owned();
+async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
+    let guard = s.git.begin(&req);
+    let (workspace, slug) = (req.owner.clone(), req.slug.clone());
     let routes = [Route::repo(&workspace, &slug), Route::Git];
     if let Some(resp) = s.fault(&routes, Kind::Git).await {
         return resp;
     }
-    let query = query.unwrap_or_default();
-    let service = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "service")
-        .map(|(_, v)| v.into_owned());
     let push_target = s
         .lock()
         .push_targets
         .get(&(workspace.clone(), slug.clone()))
         .cloned();
     if let Some((user, password)) = push_target {
-        return serve_push(
-            s,
-            &workspace,
-            &slug,
-            tail,
-            &query,
-            service.as_deref(),
-            &headers,
-            body,
-            guard,
-            (&user, &password),
-        )
-        .await;
+        // A push target: Basic `user:password` or 401, then `git-receive-pack` only.
+        if req
+            .basic_auth()
+            .is_none_or(|(u, p)| u != user || p != password)
+        {
+            return git_unauthorized(&s);
+        }
+        if !req.is_push() {
+            return s.error(Kind::Git, StatusCode::FORBIDDEN);
+        }
+        bump(&s.counters.push_requests);
+        return s.git.serve(req, guard).await;
     }
     // OAuth access tokens go over git as Basic `x-token-auth:<token>` only (NOTES §1).
-    let authorised = match basic_auth(&headers) {
+    let authorised = match req.basic_auth() {
         Some((user, token)) if user == GIT_TOKEN_USER => {
             matches!(s.check_token(&token), Auth::Valid { .. })
         }
@@ -1202,9 +1055,7 @@ async fn serve_git(
     }
     // Read-only for listed repositories: no push, and no dumb-HTTP fallback (bitbucket.org
     // has neither for an OAuth read token).
-    if (tail == "info/refs" && service.as_deref() != Some("git-upload-pack"))
-        || tail == "git-receive-pack"
-    {
+    if !req.is_fetch() {
         return s.error(Kind::Git, StatusCode::FORBIDDEN);
     }
     let failed = {
@@ -1228,45 +1079,7 @@ async fn serve_git(
             StatusCode::from_u16(code).expect("valid HTTP status"),
         );
     }
-    let path_info = format!("/{workspace}/{slug}.git/{tail}");
-    let method = if body.is_some() { "POST" } else { "GET" };
-    cgi_response(
-        &s,
-        run_cgi(&s, &path_info, method, &query, &headers, body, guard).await,
-    )
-}
-
-/// A push target: Basic `user:password` or 401, then `git-receive-pack` only.
-#[allow(clippy::too_many_arguments)]
-async fn serve_push(
-    s: Arc<Shared>,
-    workspace: &str,
-    slug: &str,
-    tail: &str,
-    query: &str,
-    service: Option<&str>,
-    headers: &HeaderMap,
-    body: Option<Body>,
-    guard: InFlight,
-    (user, password): (&str, &str),
-) -> Response {
-    if basic_auth(headers).is_none_or(|(u, p)| u != user || p != password) {
-        return git_unauthorized(&s);
-    }
-    let receive = match tail {
-        "info/refs" => service == Some("git-receive-pack"),
-        t => t == "git-receive-pack",
-    };
-    if !receive {
-        return s.error(Kind::Git, StatusCode::FORBIDDEN);
-    }
-    bump(&s.counters.push_requests);
-    let path_info = format!("/{workspace}/{slug}.git/{tail}");
-    let method = if body.is_some() { "POST" } else { "GET" };
-    cgi_response(
-        &s,
-        run_cgi(&s, &path_info, method, query, headers, body, guard).await,
-    )
+    s.git.serve(req, guard).await
 }
 
 /// A git 401 with Bitbucket's Basic challenge (git sends credentials only after one), counted.
@@ -1280,196 +1093,8 @@ fn git_unauthorized(s: &Shared) -> Response {
     resp
 }
 
-/// The CGI's response, or a counted 500 saying why there is none.
-fn cgi_response(s: &Shared, result: Result<Response, String>) -> Response {
-    result.unwrap_or_else(|message| {
-        bump(&s.counters.server_errors);
-        text(StatusCode::INTERNAL_SERVER_ERROR, &message)
-    })
-}
-
-/// Runs `git http-backend` for one request, streaming the request body into it and its
-/// output back out: nothing is buffered beyond one 64 KiB chunk each way.
-async fn run_cgi(
-    s: &Arc<Shared>,
-    path_info: &str,
-    method: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: Option<Body>,
-    guard: InFlight,
-) -> Result<Response, String> {
-    let home = s.root.join("home");
-    let mut cmd = Command::new(git_program());
-    cmd.arg("http-backend")
-        // Only what the CGI needs: no user/system git config, no inherited GIT_* variables.
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", &home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_PROJECT_ROOT", s.root.join("repos"))
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("GATEWAY_INTERFACE", "CGI/1.1")
-        .env("SERVER_PROTOCOL", "HTTP/1.1")
-        .env("SERVER_SOFTWARE", "bitbucket-emulator")
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .env("REMOTE_USER", GIT_TOKEN_USER)
-        .env("REQUEST_METHOD", method)
-        .env("PATH_INFO", path_info)
-        .env("QUERY_STRING", query)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let header_env = [
-        (header::CONTENT_TYPE, "CONTENT_TYPE"),
-        // Absent for chunked uploads; http-backend then reads to EOF.
-        (header::CONTENT_LENGTH, "CONTENT_LENGTH"),
-        // http-backend inflates gzip bodies itself when told.
-        (header::CONTENT_ENCODING, "HTTP_CONTENT_ENCODING"),
-        // `version=2` switches upload-pack to protocol v2.
-        (HeaderName::from_static("git-protocol"), "HTTP_GIT_PROTOCOL"),
-    ];
-    for (name, var) in header_env {
-        if let Some(v) = headers.get(&name).and_then(|v| v.to_str().ok()) {
-            cmd.env(var, v);
-        }
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("spawn git http-backend: {e}\n"))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    tokio::spawn(async move {
-        if let Some(body) = body {
-            let mut chunks = body.into_data_stream();
-            while let Some(Ok(chunk)) = chunks.next().await {
-                if stdin.write_all(&chunk).await.is_err() {
-                    break;
-                }
-            }
-        }
-        // Dropping stdin is the EOF http-backend waits for.
-    });
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let stderr = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let mut out = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("piped stdout"));
-    let mut status = StatusCode::OK;
-    let mut response_headers = HeaderMap::new();
-    loop {
-        let mut line = String::new();
-        let n = out
-            .read_line(&mut line)
-            .await
-            .map_err(|e| format!("read CGI headers: {e}\n"))?;
-        if n == 0 {
-            let _ = child.wait().await;
-            let err = stderr.await.unwrap_or_default();
-            return Err(format!("git http-backend ended without a response: {err}"));
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("bad CGI header line {line:?}\n"));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("status") {
-            let code = value.split(' ').next().unwrap_or_default();
-            status = code
-                .parse::<u16>()
-                .ok()
-                .and_then(|c| StatusCode::from_u16(c).ok())
-                .ok_or_else(|| format!("bad CGI status {value:?}\n"))?;
-        } else if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            response_headers.append(name, value);
-        }
-    }
-    if status.is_server_error() {
-        bump(&s.counters.server_errors);
-    }
-    let body = CgiBody {
-        out,
-        child,
-        _guard: guard,
-        done: false,
-    };
-    let stream = futures::stream::unfold(body, |mut b| async move {
-        if b.done {
-            return None;
-        }
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        match b.out.read_buf(&mut buf).await {
-            Ok(0) => {
-                let _ = b.child.wait().await;
-                None
-            }
-            Ok(_) => Some((Ok(buf.freeze()), b)),
-            Err(e) => {
-                b.done = true;
-                Some((Err(e), b))
-            }
-        }
-    });
-    let mut resp = Response::new(Body::from_stream(stream));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = response_headers;
-    Ok(resp)
-}
-
-/// `git` as an absolute path, found once on `PATH`. A bare `git` together with the `PATH` the
-/// CGI environment sets makes std fall back from `posix_spawn` to `fork`, which copies the page
-/// tables of this (large, multi-threaded) test process for every request: measurable CPU in
-/// the benchmark, where the emulator shares the machine with the contenders.
-fn git_program() -> &'static Path {
-    static GIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    GIT.get_or_init(|| {
-        std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .map(|dir| dir.join("git"))
-            .find(|candidate| {
-                use std::os::unix::fs::PermissionsExt;
-                candidate
-                    .metadata()
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
-            .unwrap_or_else(|| PathBuf::from("git"))
-    })
-}
-
-/// The rest of a CGI response; owns the child so that a dropped connection kills it.
-struct CgiBody {
-    out: BufReader<ChildStdout>,
-    child: Child,
-    _guard: InFlight,
-    done: bool,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// HEAD's branch of a bare repository, or `None` when it has no refs (an empty repository,
-/// which Bitbucket lists with `mainbranch: null`).
-fn head_branch(repo: &Path) -> Option<String> {
-    let refs = git_output(repo, &["for-each-ref", "--count=1", "--format=%(refname)"]);
-    if !refs.status.success() || refs.stdout.is_empty() {
-        return None;
-    }
-    let head = git_output(repo, &["symbolic-ref", "--short", "-q", "HEAD"]);
-    head.status
-        .success()
-        .then(|| String::from_utf8_lossy(&head.stdout).trim().to_owned())
-}
 
 /// Bytes on disk under `path` (Bitbucket's `size` is the repository's size in bytes).
 fn dir_size(path: &Path) -> u64 {

@@ -1,9 +1,11 @@
-//! Real test doubles: a Bitbucket Cloud emulator with git smart HTTP, an S3 server on
-//! loopback, and git fixture repositories.
+//! Real test doubles: a Bitbucket Cloud emulator in front of real git smart HTTP (`git_http`,
+//! shared by every host emulator), an S3 server on loopback, and
+//! git fixture repositories.
 #![allow(dead_code)]
 
 pub mod bitbucket;
 pub mod git;
+pub mod git_http;
 pub mod harness;
 pub mod readback;
 pub mod s3;
