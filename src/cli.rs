@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::provider::ProviderArgs;
+
 const EXAMPLES: &str = "\
 Examples:
   # Back up every repository of workspace `acme` into ./backup/acme/<date>/
@@ -186,7 +188,7 @@ pub struct BackupArgs {
     pub report: ReportArgs,
 
     #[command(flatten)]
-    pub bitbucket: BitbucketArgs,
+    pub provider: ProviderArgs,
 
     #[command(flatten)]
     pub encrypt: EncryptArgs,
@@ -413,7 +415,7 @@ pub struct ListArgs {
     pub retry: RetryArgs,
 
     #[command(flatten)]
-    pub bitbucket: BitbucketArgs,
+    pub provider: ProviderArgs,
 }
 
 #[derive(Debug, Args)]
@@ -423,7 +425,7 @@ pub struct LoginArgs {
     pub owner: Option<String>,
 
     #[command(flatten)]
-    pub bitbucket: BitbucketArgs,
+    pub provider: ProviderArgs,
 }
 
 #[derive(Debug, Args)]
@@ -519,49 +521,6 @@ pub enum SseArg {
     AwsKms,
 }
 
-#[derive(Debug, Default, Args)]
-pub struct BitbucketArgs {
-    /// OAuth consumer key [env: BITBUCKET_CONSUMER_KEY].
-    #[arg(long, value_name = "KEY", alias = "consumerKey")]
-    pub consumer_key: Option<String>,
-
-    /// OAuth consumer secret; prefer --consumer-secret-file or the env variable, argv is visible to other users [env: BITBUCKET_CONSUMER_SECRET].
-    #[arg(long, value_name = "SECRET", alias = "consumerSecret")]
-    pub consumer_secret: Option<String>,
-
-    /// Read the consumer secret from this file (Kubernetes secrets are files).
-    #[arg(long, value_name = "PATH")]
-    pub consumer_secret_file: Option<PathBuf>,
-
-    /// Bitbucket API base URL [default: https://api.bitbucket.org/2.0].
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "BITBUCKET_API_URL",
-        hide_env_values = true
-    )]
-    pub bitbucket_api_url: Option<String>,
-
-    /// Bitbucket OAuth token endpoint [default: https://bitbucket.org/site/oauth2/access_token].
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "BITBUCKET_TOKEN_URL",
-        hide_env_values = true
-    )]
-    pub bitbucket_token_url: Option<String>,
-
-    /// The git host clone links must be on; the token is sent nowhere else [default:
-    /// https://bitbucket.org for bitbucket.org's API, else the API URL's scheme, host and port].
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "BITBUCKET_GIT_URL",
-        hide_env_values = true
-    )]
-    pub bitbucket_git_url: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,7 +550,7 @@ mod tests {
             panic!("not backup")
         };
         assert_eq!(b.dest.as_deref(), Some("/b"));
-        assert_eq!(b.bitbucket.consumer_key.as_deref(), Some("k"));
-        assert_eq!(b.bitbucket.consumer_secret.as_deref(), Some("s"));
+        assert_eq!(b.provider.bitbucket.consumer_key.as_deref(), Some("k"));
+        assert_eq!(b.provider.bitbucket.consumer_secret.as_deref(), Some("s"));
     }
 }

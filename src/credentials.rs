@@ -1,5 +1,5 @@
-//! The stored OAuth consumer (`$XDG_CONFIG_HOME/git-offsite/credentials.toml`) and the prompts
-//! that fill it.
+//! The credentials file (`$XDG_CONFIG_HOME/git-offsite/credentials.toml`), one table per
+//! provider, and the terminal prompts that fill it.
 //!
 //! This file is the only place a secret is ever written to disk, so it is created with mode
 //! 0600 inside a 0700 directory, written to a temp name and renamed (a crash never leaves half a
@@ -9,23 +9,27 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use crate::config::ConfigError;
+use crate::provider::ProviderKind;
 
-use crate::config::{ConfigError, ConsumerCredentials, StoredCredentials};
-use crate::secret::Secret;
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    bitbucket: Option<Section>,
+/// The credentials file as read: one table per provider, named after it (`[bitbucket]`); each
+/// provider's module reads its own table (e.g. `provider::bitbucket::consumer::stored`).
+#[derive(Debug, Default)]
+pub struct StoredFile {
+    path: PathBuf,
+    sections: toml::Table,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Section {
-    consumer_key: String,
-    consumer_secret: String,
+impl StoredFile {
+    /// The table of `provider`, if the file has one.
+    pub fn section(&self, provider: &str) -> Option<&toml::Table> {
+        self.sections.get(provider).and_then(toml::Value::as_table)
+    }
+
+    /// A one-line error about this file (never quoting its content: it holds secrets).
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        cred_err(&self.path, message)
+    }
 }
 
 /// `$XDG_CONFIG_HOME/git-offsite/credentials.toml`, falling back to `~/.config`.
@@ -48,13 +52,15 @@ fn cred_err(path: &Path, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Reads the stored credentials; a missing file is not an error.
-pub fn load(path: &Path) -> Result<StoredCredentials, ConfigError> {
+/// Reads the credentials file; a missing file is an empty one.
+pub fn load(path: &Path) -> Result<StoredFile, ConfigError> {
+    let empty = || StoredFile {
+        path: path.to_path_buf(),
+        sections: toml::Table::new(),
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(StoredCredentials::default());
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty()),
         Err(e) => return Err(cred_err(path, e.to_string())),
     };
     #[cfg(unix)]
@@ -76,7 +82,7 @@ pub fn load(path: &Path) -> Result<StoredCredentials, ConfigError> {
         }
     }
     // The parse error of a secrets file could quote the secret: report only the position.
-    let file: File = toml::from_str(&text).map_err(|e| {
+    let sections: toml::Table = toml::from_str(&text).map_err(|e| {
         let at = e
             .span()
             .map(|s| {
@@ -86,17 +92,29 @@ pub fn load(path: &Path) -> Result<StoredCredentials, ConfigError> {
             .unwrap_or_default();
         cred_err(path, format!("is not valid{at}; expected a [bitbucket] table with consumer_key and consumer_secret"))
     })?;
-    Ok(match file.bitbucket {
-        Some(s) => StoredCredentials {
-            key: Some(s.consumer_key),
-            secret: Some(Secret::new(s.consumer_secret)),
-        },
-        None => StoredCredentials::default(),
+    if let Some(name) = sections
+        .iter()
+        .find(|(name, value)| !value.is_table() || ProviderKind::parse(name).is_none())
+        .map(|(name, _)| name)
+    {
+        return Err(cred_err(
+            path,
+            format!(
+                "has `{}`, which is not a provider's table: expected {}",
+                crate::text::escape(name),
+                ProviderKind::names()
+            ),
+        ));
+    }
+    Ok(StoredFile {
+        sections,
+        ..empty()
     })
 }
 
-/// Writes the credentials with mode 0600 (directory 0700), atomically.
-pub fn save(path: &Path, creds: &ConsumerCredentials) -> Result<(), ConfigError> {
+/// Stores `section` as `provider`'s table with mode 0600 (directory 0700), atomically; the
+/// other providers' tables stay as they were (a file that cannot be read is replaced).
+pub fn save(path: &Path, provider: &str, section: toml::Table) -> Result<(), ConfigError> {
     let dir = path
         .parent()
         .ok_or_else(|| cred_err(path, "has no parent directory"))?;
@@ -108,13 +126,9 @@ pub fn save(path: &Path, creds: &ConsumerCredentials) -> Result<(), ConfigError>
         .create(dir)
         .map_err(|e| cred_err(path, e.to_string()))?;
 
-    let text = toml::to_string(&File {
-        bitbucket: Some(Section {
-            consumer_key: creds.key.clone(),
-            consumer_secret: creds.secret.expose().to_string(),
-        }),
-    })
-    .map_err(|e| cred_err(path, e.to_string()))?;
+    let mut sections = load(path).map(|f| f.sections).unwrap_or_default();
+    sections.insert(provider.to_string(), toml::Value::Table(section));
+    let text = toml::to_string(&sections).map_err(|e| cred_err(path, e.to_string()))?;
 
     // tempfile creates the file with mode 0600 on unix, before any byte is written.
     let mut tmp = tempfile::Builder::new()
@@ -122,7 +136,7 @@ pub fn save(path: &Path, creds: &ConsumerCredentials) -> Result<(), ConfigError>
         .tempfile_in(dir)
         .map_err(|e| cred_err(path, e.to_string()))?;
     tmp.write_all(
-        format!("# git-offsite OAuth consumer, written by `git-offsite login`. Keep this file private.\n{text}").as_bytes(),
+        format!("# git-offsite credentials, written by `git-offsite login`. Keep this file private.\n{text}").as_bytes(),
     )
     .and_then(|()| tmp.as_file().sync_all())
     .map_err(|e| cred_err(path, e.to_string()))?;
@@ -136,29 +150,26 @@ pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-/// Asks for the consumer key (echoed) and secret (not echoed) on the terminal.
-pub fn prompt_consumer() -> Result<ConsumerCredentials, ConfigError> {
-    let io = |e: std::io::Error| ConfigError::Other(format!("cannot read from the terminal: {e}"));
+fn terminal_error(e: std::io::Error) -> ConfigError {
+    ConfigError::Other(format!("cannot read from the terminal: {e}"))
+}
+
+/// Asks for one line on the terminal (echoed), trimmed.
+pub fn prompt_line(question: &str) -> Result<String, ConfigError> {
     let mut stderr = std::io::stderr();
-    write!(stderr, "Bitbucket OAuth consumer key: ").map_err(io)?;
-    stderr.flush().map_err(io)?;
-    let mut key = String::new();
-    std::io::stdin().read_line(&mut key).map_err(io)?;
-    let key = key.trim().to_string();
-    let secret =
-        rpassword::prompt_password("Bitbucket OAuth consumer secret (not echoed): ").map_err(io)?;
-    let secret = secret.trim().to_string();
-    if key.is_empty() || secret.is_empty() {
-        return Err(ConfigError::MissingCredentials {
-            missing: if key.is_empty() { "key" } else { "secret" },
-        });
-    }
-    Ok(ConsumerCredentials {
-        key,
-        secret: Secret::new(secret),
-        key_source: "the prompt",
-        secret_source: "the prompt",
-    })
+    write!(stderr, "{question}").map_err(terminal_error)?;
+    stderr.flush().map_err(terminal_error)?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(terminal_error)?;
+    Ok(answer.trim().to_string())
+}
+
+/// Asks for a secret on the terminal (not echoed), trimmed.
+pub fn prompt_secret(question: &str) -> Result<String, ConfigError> {
+    let secret = rpassword::prompt_password(question).map_err(terminal_error)?;
+    Ok(secret.trim().to_string())
 }
 
 /// Asks a yes/no question on the terminal; anything but y/yes is no.
@@ -179,23 +190,22 @@ pub fn confirm(question: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn creds() -> ConsumerCredentials {
-        ConsumerCredentials {
-            key: "KEY".into(),
-            secret: Secret::new("s3cr3t"),
-            key_source: "test",
-            secret_source: "test",
-        }
+    fn table(pairs: &[(&str, &str)]) -> toml::Table {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string())))
+            .collect()
     }
 
     #[test]
     fn save_then_load_round_trips_with_private_modes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cfg/git-offsite/credentials.toml");
-        save(&path, &creds()).unwrap();
+        let section = table(&[("consumer_key", "KEY"), ("consumer_secret", "s3cr3t")]);
+        save(&path, "bitbucket", section.clone()).unwrap();
         let loaded = load(&path).unwrap();
-        assert_eq!(loaded.key.as_deref(), Some("KEY"));
-        assert_eq!(loaded.secret.unwrap().expose(), "s3cr3t");
+        assert_eq!(loaded.section("bitbucket"), Some(&section));
+        assert_eq!(loaded.section("other"), None);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -211,13 +221,26 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("credentials.toml")]);
     }
 
+    #[test]
+    fn saving_one_provider_keeps_the_others_and_unknown_tables_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials.toml");
+        save(&path, "bitbucket", table(&[("consumer_key", "A")])).unwrap();
+        save(&path, "bitbucket", table(&[("consumer_key", "B")])).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"B\"") && !text.contains("\"A\""), "{text}");
+        std::fs::write(&path, "[gitlub]\ntoken = \"t0ken-value\"\n").unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("gitlub") && !e.contains("t0ken-value"), "{e}");
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_readable_file_is_refused_and_the_secret_not_quoted() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials.toml");
-        save(&path, &creds()).unwrap();
+        save(&path, "bitbucket", table(&[("consumer_key", "k")])).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");
@@ -236,7 +259,7 @@ mod tests {
     fn missing_file_is_empty_and_path_follows_xdg() {
         let dir = tempfile::tempdir().unwrap();
         let loaded = load(&dir.path().join("nope.toml")).unwrap();
-        assert!(loaded.key.is_none() && loaded.secret.is_none());
+        assert!(loaded.section("bitbucket").is_none());
         let env = |k: &str| match k {
             "XDG_CONFIG_HOME" => Some("/x".to_string()),
             "HOME" => Some("/home/u".to_string()),

@@ -60,6 +60,10 @@ async fn bad_input_is_a_one_line_error_naming_what_to_fix_with_exit_2() {
             "--bitbucket-api-url",
         ),
         (&["backup"][..], "--owner"),
+        (
+            &["list", "--owner", "acme", "--provider", "gitlub"][..],
+            "gitlub",
+        ),
         (&["frobnicate"][..], "frobnicate"),
     ] {
         let run = env.run(args).await;
@@ -219,6 +223,39 @@ async fn login_checks_then_stores_credentials_with_mode_0600() {
     env.remove_env("BITBUCKET_CONSUMER_KEY");
     env.remove_env("BITBUCKET_CONSUMER_SECRET");
     env.run(&["list", "--owner", "acme"]).await.expect_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_comes_from_the_flag_else_the_source() {
+    let env = TestEnv::new().await;
+    env.simple_repo("acme", "api", "main");
+    let run = env
+        .run(&[
+            "list",
+            "--owner",
+            "acme",
+            "--provider",
+            "bitbucket",
+            "--json",
+        ])
+        .await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("acme/api"), "{}", run.stdout);
+    // A source naming an unknown host is refused before anything is dialed.
+    let config = env.path().join("hosts.toml");
+    std::fs::write(
+        &config,
+        "[[source]]\nowner = \"acme\"\nprovider = \"gitlub\"\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let run = env.run(&["--config", cfg, "list"]).await;
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("gitlub") && run.stderr.contains("`bitbucket`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

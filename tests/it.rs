@@ -15,6 +15,7 @@ mod mirror;
 mod names;
 mod observe;
 mod provider;
+mod provider_contract;
 mod prune;
 mod reruns;
 mod restore;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use git_offsite::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolicy};
-use git_offsite::provider::{Provider, ProviderError};
+use git_offsite::provider::{Provider, ProviderError, RemoteRepo};
 use git_offsite::secret::Secret;
 
 use crate::support::bitbucket::{ConsumerOpts, Emulator, Fault, RepoOpts, Route};
@@ -45,6 +45,19 @@ fn provider_with(emu: &Emulator, key: &str, secret: &str) -> BitbucketProvider {
 
 fn provider(emu: &Emulator) -> BitbucketProvider {
     provider_with(emu, KEY, SECRET)
+}
+
+/// The repository credentials are asked for; one Bitbucket token covers them all.
+fn any_repo() -> RemoteRepo {
+    RemoteRepo {
+        slug: "api".into(),
+        full_name: format!("{WS}/api"),
+        clone_url: "https://bitbucket.org/acme/api.git".parse().unwrap(),
+        size: None,
+        updated_on: None,
+        default_branch: Some("main".into()),
+        is_private: None,
+    }
 }
 
 /// An emulator with one consumer, and a fixture directory holding one bare repository that
@@ -288,7 +301,7 @@ async fn wrong_secret_says_which_settings_to_fix_without_showing_it() {
     assert_eq!(f.emu.stats().api_requests, 0);
 
     let err = provider_with(&f.emu, "no-such-key", SECRET)
-        .git_auth(false)
+        .git_auth(&any_repo(), false)
         .await
         .unwrap_err();
     assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
@@ -407,15 +420,15 @@ async fn a_token_close_to_expiry_is_renewed_before_use() {
     f.add_repos(2);
     let p = provider(&f.emu);
 
-    let first = p.git_auth(false).await.unwrap();
+    let first = p.git_auth(&any_repo(), false).await.unwrap();
     assert_eq!(first.username, "x-token-auth");
     assert_eq!(
-        p.git_auth(false).await.unwrap().password,
+        p.git_auth(&any_repo(), false).await.unwrap().password,
         first.password,
         "a fresh token is reused"
     );
     tokio::time::sleep(Duration::from_millis(2_600)).await;
-    let second = p.git_auth(false).await.unwrap();
+    let second = p.git_auth(&any_repo(), false).await.unwrap();
     assert_ne!(second.password, first.password);
     p.list_repos(WS).await.unwrap();
 
@@ -455,7 +468,9 @@ async fn concurrent_callers_share_one_token_request() {
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let p = p.clone();
-                tokio::spawn(async move { p.git_auth(refresh).await.unwrap().password })
+                tokio::spawn(
+                    async move { p.git_auth(&any_repo(), refresh).await.unwrap().password },
+                )
             })
             .collect();
         async move {
@@ -480,7 +495,7 @@ async fn concurrent_callers_share_one_token_request() {
     assert_eq!(f.emu.stats().token_requests, 2);
 
     // A later, separate refusal still gets a new token.
-    let again = p.git_auth(true).await.unwrap().password;
+    let again = p.git_auth(&any_repo(), true).await.unwrap().password;
     assert_ne!(again, renewed[0]);
     assert_eq!(f.emu.stats().token_requests, 3);
 }
@@ -535,8 +550,8 @@ async fn secrets_and_tokens_never_reach_logs_errors_or_debug() {
     f.emu.push_fault(Route::List, Fault::Delay(Duration::ZERO));
     f.emu.push_fault(Route::List, Fault::ExpireTokens);
     p.list_repos(WS).await.unwrap();
-    let before = p.git_auth(false).await.unwrap();
-    let after = p.git_auth(true).await.unwrap();
+    let before = p.git_auth(&any_repo(), false).await.unwrap();
+    let after = p.git_auth(&any_repo(), true).await.unwrap();
     let wrong = provider_with(&f.emu, KEY, "not-the-secret-e3b0c442");
     let err = wrong.list_repos(WS).await.unwrap_err();
 

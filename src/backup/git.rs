@@ -83,7 +83,7 @@ impl Pipeline {
         let mut renewed = false;
         let mut auth = self
             .provider
-            .git_auth(false)
+            .git_auth(repo, false)
             .await
             .map_err(|e| e.to_string())?;
         loop {
@@ -94,7 +94,7 @@ impl Pipeline {
                     renewed = true;
                     auth = self
                         .provider
-                        .git_auth(true)
+                        .git_auth(repo, true)
                         .await
                         .map_err(|e| e.to_string())?;
                 }

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{bitbucket, consumer, env};
+use super::env;
 use crate::backup::{Observer, Pipeline, Quiet, Report};
-use crate::cli::{BackupArgs, BitbucketArgs, LogFormat};
+use crate::cli::{BackupArgs, LogFormat};
 use crate::config::{BackupConfig, ConfigError, FileConfig, ReportSettings, Source};
 use crate::error::Error;
 use crate::healthcheck::Healthcheck;
 use crate::layout::{Layout, OwnerLayout};
 use crate::metrics::{self, OwnerRun, Pushgateway, RunMetrics};
 use crate::progress::Progress;
-use crate::provider::Provider;
+use crate::provider::{Provider, ProviderArgs, choose};
 use crate::store::Store;
 
 /// Backs up every source (owner) in turn. One owner failing does not stop the next: each has
@@ -32,7 +32,7 @@ pub(super) async fn run(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let cfg = BackupConfig::new(&args, file, &env)?;
-    let mut dialed: Vec<_> = cfg.endpoints.dialed().into_iter().collect();
+    let mut dialed = super::provider_hosts(&cfg.sources);
     dialed.extend(super::s3_target(&cfg.dest, &cfg.s3));
     super::check_hosts(&dialed).await?;
     let store = crate::store::open(&cfg.dest, &cfg.s3, &cancel).await?;
@@ -77,7 +77,7 @@ pub(super) async fn run(
         let started = Instant::now();
         let ctx = SourceRun {
             cfg: &cfg,
-            bitbucket_args: &args.bitbucket,
+            provider_args: &args.provider,
             store: store.clone(),
             cancel: &cancel,
             format,
@@ -211,7 +211,7 @@ async fn report_run(
 /// What backing up one source needs from the command.
 struct SourceRun<'a> {
     cfg: &'a BackupConfig,
-    bitbucket_args: &'a BitbucketArgs,
+    provider_args: &'a ProviderArgs,
     store: Arc<dyn Store>,
     cancel: &'a CancellationToken,
     format: LogFormat,
@@ -231,12 +231,18 @@ impl SourceRun<'_> {
     /// `Ok(None)` for a dry run.
     async fn run(&self, source: &Source) -> Result<Option<Report>, Error> {
         let cfg = self.cfg;
-        let creds = self.above_bars(|| consumer(self.bitbucket_args, &source.credentials))?;
-        let provider: Arc<dyn Provider> = Arc::new(bitbucket(
-            &cfg.endpoints,
-            (cfg.retries, cfg.retry_delay),
-            creds,
-        )?);
+        // Finding credentials may prompt: with the progress bars out of the way.
+        let provider: Arc<dyn Provider> = self
+            .above_bars(|| {
+                choose::build(
+                    &source.provider,
+                    self.provider_args,
+                    &env,
+                    &source.credentials,
+                    (cfg.retries, cfg.retry_delay),
+                )
+            })?
+            .into();
         let pipeline = Pipeline {
             provider,
             store: self.store.clone(),

@@ -2,26 +2,27 @@
 
 use std::io::Write;
 
-use super::{bitbucket, consumer};
+use super::env;
 use crate::cli::ListArgs;
-use crate::config::{self, BitbucketEndpoints, FileConfig};
+use crate::config::{self, FileConfig};
 use crate::error::Error;
-use crate::provider::RemoteRepo;
+use crate::provider::{RemoteRepo, choose};
 
 pub(super) async fn run(args: ListArgs, file: &FileConfig) -> Result<(), Error> {
-    let sources = config::sources(args.owner.as_deref(), &args.filter, file)?;
-    let endpoints = BitbucketEndpoints::new(&args.bitbucket, file)?;
-    super::check_hosts(&endpoints.dialed()).await?;
+    let sources = config::sources(args.owner.as_deref(), &args.filter, &args.provider, file)?;
+    super::check_hosts(&super::provider_hosts(&sources)).await?;
     let retry = config::retry_settings(&args.retry, file)?;
     let mut repos: Vec<RemoteRepo> = Vec::new();
     let mut rejected = Vec::new();
     for source in &sources {
-        let provider = bitbucket(
-            &endpoints,
+        let provider = choose::build(
+            &source.provider,
+            &args.provider,
+            &env,
+            &source.credentials,
             retry,
-            consumer(&args.bitbucket, &source.credentials)?,
         )?;
-        let listing = crate::provider::list_vetted(&provider, &source.owner).await?;
+        let listing = crate::provider::list_vetted(provider.as_ref(), &source.owner).await?;
         repos.extend((listing.repos.into_iter()).filter(|r| source.filter.matches(&r.slug)));
         rejected.extend((listing.rejected.into_iter()).filter(|r| source.filter.matches(&r.slug)));
     }

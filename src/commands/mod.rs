@@ -3,7 +3,8 @@
 //!
 //! Human output goes to stderr and data to stdout (`list --json`, `snapshots --json`, the
 //! `verify` table), so a script can pipe one without the other. What several commands need
-//! (credentials, the provider) lives here, once.
+//! (host checks, opening a store to read) lives here, once; providers are built by
+//! [`crate::provider::choose`].
 
 mod backup;
 mod list;
@@ -14,19 +15,13 @@ mod snapshots;
 mod verify;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BitbucketArgs, Cli, Command, LogFormat};
-use crate::config::{
-    self, BitbucketEndpoints, ConfigError, ConsumerCredentials, CredentialRefs, Destination,
-    FileConfig, ReadConfig, StoredCredentials,
-};
-use crate::credentials;
+use crate::cli::{Cli, Command, LogFormat};
+use crate::config::{self, Destination, FileConfig, ReadConfig};
 use crate::error::Error;
-use crate::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolicy};
 use crate::store::{Store, StoreError};
 
 /// Runs one command to its end. `cancel` fires on SIGINT/SIGTERM.
@@ -77,63 +72,17 @@ pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The OAuth consumer: flags, secret file, env, the config file's references, the stored
-/// file, then (on a terminal) a prompt with an offer to store the answer.
-pub(crate) fn consumer(
-    args: &BitbucketArgs,
-    refs: &[CredentialRefs],
-) -> Result<ConsumerCredentials, Error> {
-    // The stored file is read only when everything else falls short, so a broken or
-    // too-readable credentials file does not get in the way of explicit settings.
-    match config::resolve_consumer(args, &env, refs, &StoredCredentials::default()) {
-        Ok(Some(c)) => return Ok(c),
-        Ok(None) | Err(ConfigError::MissingCredentials { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let path = credentials::default_path(&env);
-    let stored = match &path {
-        Some(p) => credentials::load(p)?,
-        None => StoredCredentials::default(),
-    };
-    if let Some(c) = config::resolve_consumer(args, &env, refs, &stored)? {
-        return Ok(c);
-    }
-    if !credentials::interactive() {
-        return Err(ConfigError::MissingCredentials {
-            missing: "key and secret",
+/// Every host the sources' providers dial, once each.
+pub(crate) fn provider_hosts(
+    sources: &[config::Source],
+) -> Vec<(config::url::UrlSource, &url::Url)> {
+    let mut hosts: Vec<(config::url::UrlSource, &url::Url)> = Vec::new();
+    for target in sources.iter().flat_map(|s| s.provider.dialed()) {
+        if !hosts.iter().any(|(_, u)| *u == target.1) {
+            hosts.push(target);
         }
-        .into());
     }
-    let creds = credentials::prompt_consumer()?;
-    if let Some(p) = &path
-        && credentials::confirm(&format!("Store them in {} (mode 0600)?", p.display()))
-    {
-        credentials::save(p, &creds)?;
-        eprintln!("Stored in {}.", p.display());
-    }
-    Ok(creds)
-}
-
-pub(crate) fn bitbucket(
-    endpoints: &BitbucketEndpoints,
-    retry: (u32, Duration),
-    creds: ConsumerCredentials,
-) -> Result<BitbucketProvider, Error> {
-    let (retries, delay) = retry;
-    Ok(BitbucketProvider::new(BitbucketOptions {
-        api_url: endpoints.api_url.clone(),
-        token_url: endpoints.token_url.clone(),
-        git_url: endpoints.git_url.clone(),
-        consumer_key: creds.key,
-        consumer_secret: creds.secret,
-        // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.
-        retry: RetryPolicy {
-            max_attempts: retries + 4,
-            base_delay: delay,
-            max_delay: delay.saturating_mul(30),
-        },
-        user_agent: crate::TOOL.to_string(),
-    })?)
+    hosts
 }
 
 /// Resolves the host names of the URLs about to be dialed: a typo is a configuration error

@@ -205,15 +205,12 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         });
     }
     for (i, s) in cfg.sources.iter().enumerate() {
-        if s.provider != "bitbucket" {
+        if let Err(e) = crate::provider::choose::kind_of(None, Some(&s.provider)) {
             return Err(ConfigError::File {
                 path: path.to_path_buf(),
                 line: find_line(text, "provider", i),
                 key: Some("source.provider".into()),
-                message: format!(
-                    "unknown provider `{}`: the only one so far is `bitbucket`",
-                    s.provider
-                ),
+                message: e.to_string(),
             });
         }
     }

@@ -6,7 +6,6 @@
 //! message names the flag, variable, or file line to fix. The pipeline only ever sees
 //! [`BackupConfig`], never clap types or raw strings.
 
-mod credentials;
 mod destination;
 pub mod file;
 pub mod read;
@@ -20,8 +19,8 @@ use ::url::Url;
 use chrono::NaiveDate;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::cli::{BitbucketArgs, FilterArgs, ReportArgs, RetryArgs, UnchangedMode};
-pub use credentials::{ConsumerCredentials, StoredCredentials, read_secret_file, resolve_consumer};
+use crate::cli::{FilterArgs, ReportArgs, RetryArgs, UnchangedMode};
+use crate::provider::{ProviderArgs, ProviderConfig, choose};
 pub use destination::Destination;
 pub use file::{CredentialRefs, FileConfig};
 pub use read::{DateChoice, ReadConfig, RestoreConfig, VerifyConfig, VerifyLevel};
@@ -150,50 +149,6 @@ impl RepoFilter {
     }
 }
 
-/// Bitbucket endpoints (configurable for tests and proxies).
-#[derive(Debug, Clone)]
-pub struct BitbucketEndpoints {
-    pub api_url: Url,
-    pub token_url: Url,
-    /// `--bitbucket-git-url`: the git host clone links must be on, when not the default.
-    pub git_url: Option<Url>,
-}
-
-pub const DEFAULT_API_URL: &str = "https://api.bitbucket.org/2.0";
-pub const DEFAULT_TOKEN_URL: &str = "https://bitbucket.org/site/oauth2/access_token";
-
-impl BitbucketEndpoints {
-    pub fn new(args: &BitbucketArgs, file: &FileConfig) -> Result<Self, ConfigError> {
-        let insecure = file.allow_insecure_http.unwrap_or(false);
-        let api = (args.bitbucket_api_url.as_deref())
-            .or(file.bitbucket.api_url.as_deref())
-            .unwrap_or(DEFAULT_API_URL);
-        let token = (args.bitbucket_token_url.as_deref())
-            .or(file.bitbucket.token_url.as_deref())
-            .unwrap_or(DEFAULT_TOKEN_URL);
-        let git = (args.bitbucket_git_url.as_deref()).or(file.bitbucket.git_url.as_deref());
-        Ok(Self {
-            api_url: url::dial_url(API_URL_SOURCE, api, false, insecure)?,
-            token_url: url::dial_url(TOKEN_URL_SOURCE, token, false, insecure)?,
-            git_url: git
-                .map(|g| url::dial_url(GIT_URL_SOURCE, g, false, insecure))
-                .transpose()?,
-        })
-    }
-
-    /// The hosts to resolve before the run starts (see [`url::check_resolves`]).
-    pub fn dialed(&self) -> [(url::UrlSource, &Url); 2] {
-        [
-            (API_URL_SOURCE, &self.api_url),
-            (TOKEN_URL_SOURCE, &self.token_url),
-        ]
-    }
-}
-
-const API_URL_SOURCE: &str = "--bitbucket-api-url (BITBUCKET_API_URL)";
-const TOKEN_URL_SOURCE: &str = "--bitbucket-token-url (BITBUCKET_TOKEN_URL)";
-const GIT_URL_SOURCE: &str = "--bitbucket-git-url (BITBUCKET_GIT_URL)";
-
 /// Checks an owner name: it becomes a path segment of every key.
 pub fn check_owner(owner: &str) -> Result<(), ConfigError> {
     if owner.is_empty()
@@ -240,22 +195,32 @@ pub fn retry_settings(
     Ok((retries, delay))
 }
 
-/// One owner to back up, with its filters and where to find its credentials.
+/// One owner to back up, with its host, its filters and where to find its credentials.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub owner: String,
+    /// The host and its checked settings (`--provider`, else the `[[source]]`'s `provider`).
+    pub provider: ProviderConfig,
     pub filter: RepoFilter,
     /// Config-file credential references, most specific first.
     pub credentials: Vec<CredentialRefs>,
 }
 
 /// The owners of this run: `--owner` (with the flags' filters), else every `[[source]]`
-/// (flags' filters, when given, replace each source's).
+/// (flags' filters, when given, replace each source's; `--provider` replaces each one's host).
 pub fn sources(
     owner: Option<&str>,
     filter: &FilterArgs,
+    providers: &ProviderArgs,
     file: &FileConfig,
 ) -> Result<Vec<Source>, ConfigError> {
+    let provider = |source: Option<&str>| {
+        ProviderConfig::new(
+            choose::kind_of(providers.provider, source)?,
+            providers,
+            file,
+        )
+    };
     let base = file.bitbucket.credentials(file.base_dir());
     let flag_filters = !filter.include.is_empty() || !filter.exclude.is_empty();
     if let Some(owner) = owner {
@@ -273,6 +238,7 @@ pub fn sources(
         credentials.push(base);
         return Ok(vec![Source {
             owner: owner.to_string(),
+            provider: provider(from_file.map(|s| s.provider.as_str()))?,
             filter,
             credentials,
         }]);
@@ -296,6 +262,7 @@ pub fn sources(
             }
             Ok(Source {
                 owner: s.owner.clone(),
+                provider: provider(Some(&s.provider))?,
                 filter: if flag_filters {
                     RepoFilter::new(filter)?
                 } else {
@@ -354,7 +321,6 @@ pub struct BackupConfig {
     pub s3: S3Settings,
     pub retries: u32,
     pub retry_delay: std::time::Duration,
-    pub endpoints: BitbucketEndpoints,
     pub report: ReportSettings,
     /// What an unchanged repository gets: a copy of its earlier bundle, or a reference to it.
     pub unchanged: UnchangedMode,
@@ -382,7 +348,7 @@ impl BackupConfig {
             .unwrap_or_else(std::env::temp_dir);
         let (retries, retry_delay) = retry_settings(&args.retry, file)?;
         Ok(Self {
-            sources: sources(args.owner.as_deref(), &args.filter, file)?,
+            sources: sources(args.owner.as_deref(), &args.filter, &args.provider, file)?,
             dest: Destination::choose(args.dest.as_deref(), file)?,
             date: parse_date(args.date.as_deref())?,
             jobs,
@@ -394,7 +360,6 @@ impl BackupConfig {
             },
             retries,
             retry_delay,
-            endpoints: BitbucketEndpoints::new(&args.bitbucket, file)?,
             report: ReportSettings::new(&args.report, file)?,
             unchanged: match (args.unchanged, file.unchanged.as_deref()) {
                 (Some(m), _) => m,

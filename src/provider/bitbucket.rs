@@ -12,17 +12,20 @@
 //!   ignores `size`, which can disagree with the values. A page already seen, a page count beyond
 //!   [`MAX_PAGES`] or a `next` on another host stops the listing rather than looping or sending
 //!   the token elsewhere.
-//! - **Retries** (429, 5xx, connection errors) use capped exponential backoff with jitter,
-//!   honouring `Retry-After` when Bitbucket sends one; a 401 renews the token and retries once.
+//! - **Retries** (429, 5xx, connection errors) use the shared policy of [`super::http`]: capped
+//!   exponential backoff with jitter, honouring `Retry-After` when Bitbucket sends one, and
+//!   pacing while `X-RateLimit-*` says few calls are left; a 401 renews the token and retries once.
 //! - **Secrets** live in [`Secret`]; errors are built from Bitbucket's `error`/`error_description`
 //!   and status codes, never from request or token bodies, and are scrubbed of the consumer secret.
 //!
 //! Layout: this file holds the provider and the listing loop; `token` everything that touches
-//! the consumer secret or a token, `page` the listing's wire format (pure, unit-tested), `retry`
-//! the backoff loop.
+//! the consumer secret or a token, `page` the listing's wire format (pure, unit-tested); `args` its flags, `settings` its checked endpoints and `consumer` where
+//! its credentials come from (all reached through [`super::choose`]).
 
+pub mod args;
+pub mod consumer;
 mod page;
-mod retry;
+mod settings;
 mod token;
 
 use std::collections::HashSet;
@@ -37,11 +40,14 @@ use tokio::sync::Mutex;
 use tracing::debug;
 use url::Url;
 
+pub use self::args::BitbucketArgs;
 use self::page::{Page, api_error_message, parse_page};
-pub use self::retry::RetryPolicy;
-use self::retry::{Transient, Try, parse_retry_after, retrying};
+pub use self::settings::{BitbucketEndpoints, BitbucketOptions, build, expected_git_origin};
 use self::token::{CachedToken, OAuthClient, Renew, grants_repository_read, oauth_client};
-use super::{GitAuth, Listing, Provider, ProviderError};
+pub use super::http::RetryPolicy;
+use super::http::pace::Pacer;
+use super::http::{Transient, Try, parse_retry_after, retrying};
+use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
 use crate::secret::Secret;
 
 const PROVIDER: &str = "bitbucket";
@@ -58,53 +64,6 @@ pub const MAX_PAGES: usize = 1_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const GIT_USERNAME: &str = "x-token-auth";
-
-#[derive(Debug, Clone)]
-pub struct BitbucketOptions {
-    pub api_url: Url,
-    pub token_url: Url,
-    /// The git host clone links must be on (scheme, host, port); `None`: [`expected_git_origin`].
-    pub git_url: Option<Url>,
-    pub consumer_key: String,
-    pub consumer_secret: Secret,
-    pub retry: RetryPolicy,
-    pub user_agent: String,
-}
-
-/// The host a repository's clone link must be on for the token to be sent to it: bitbucket.org
-/// for bitbucket.org's API, else the API's own scheme, host and port (a proxy or an emulator
-/// serves both), unless `git_url` names another.
-pub fn expected_git_origin(api_url: &Url, git_url: Option<&Url>) -> Url {
-    if let Some(u) = git_url {
-        return u.clone();
-    }
-    let default_api = Url::parse(DEFAULT_API_URL).expect("valid default URL");
-    if api_url.origin() == default_api.origin() {
-        return Url::parse(DEFAULT_GIT_URL).expect("valid default URL");
-    }
-    let mut origin = api_url.clone();
-    origin.set_path("/");
-    origin.set_query(None);
-    origin.set_fragment(None);
-    let _ = origin.set_username("");
-    let _ = origin.set_password(None);
-    origin
-}
-
-impl BitbucketOptions {
-    /// Options for bitbucket.org with the default retry policy.
-    pub fn new(consumer_key: impl Into<String>, consumer_secret: Secret) -> Self {
-        Self {
-            api_url: Url::parse(DEFAULT_API_URL).expect("valid default URL"),
-            token_url: Url::parse(DEFAULT_TOKEN_URL).expect("valid default URL"),
-            git_url: None,
-            consumer_key: consumer_key.into(),
-            consumer_secret,
-            retry: RetryPolicy::default(),
-            user_agent: crate::TOOL.to_string(),
-        }
-    }
-}
 
 /// What `git-offsite login` learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +101,8 @@ pub struct BitbucketProvider {
     token: Mutex<Option<CachedToken>>,
     /// Generation of the newest token, readable without waiting for the lock (see `git_auth`).
     generation: AtomicU64,
+    /// Slows the API calls down while `X-RateLimit-*` says few are left.
+    pacer: Pacer,
 }
 
 impl fmt::Debug for BitbucketProvider {
@@ -190,6 +151,7 @@ impl BitbucketProvider {
             oauth,
             token: Mutex::new(None),
             generation: AtomicU64::new(0),
+            pacer: Pacer::default(),
         })
     }
 
@@ -260,7 +222,7 @@ impl BitbucketProvider {
         loop {
             debug!(%url, "listing Bitbucket repositories");
             let token_ref = &token.secret;
-            let (status, body) = retrying(&self.retry, url, move || {
+            let (status, body) = retrying(&self.retry, PROVIDER, url, move || {
                 Box::pin(self.send_api(url, token_ref))
             })
             .await?;
@@ -360,6 +322,7 @@ impl BitbucketProvider {
         url: &Url,
         token: &Secret,
     ) -> Result<Try<(StatusCode, Vec<u8>)>, ProviderError> {
+        self.pacer.wait().await;
         let sent = self
             .api_http
             .get(url.clone())
@@ -372,6 +335,7 @@ impl BitbucketProvider {
             Err(e) => return Ok(Try::again(Transient::Transport(crate::error::chain(&e)))),
         };
         let status = resp.status();
+        self.pacer.observe(resp.headers());
         if let Some(why) = Transient::from_status(status) {
             let retry_after = parse_retry_after(resp.headers());
             return Ok(Try::Again { why, retry_after });
@@ -429,7 +393,8 @@ impl Provider for BitbucketProvider {
 
     /// With `refresh`, callers that were refused the token current when they called share one
     /// renewal: whoever gets the lock first renews, the rest find a newer generation and reuse it.
-    async fn git_auth(&self, refresh: bool) -> Result<GitAuth, ProviderError> {
+    /// One token covers every repository the consumer can read: `repo` is not needed.
+    async fn git_auth(&self, _repo: &RemoteRepo, refresh: bool) -> Result<GitAuth, ProviderError> {
         let renew = match refresh {
             true => Renew::IfStill(self.generation.load(Ordering::Acquire)),
             false => Renew::IfStale,
@@ -439,6 +404,22 @@ impl Provider for BitbucketProvider {
             username: GIT_USERNAME.to_string(),
             password,
         })
+    }
+
+    async fn login_check(&self, owner: Option<&str>) -> Result<String, ProviderError> {
+        let check = self.check_login(owner).await?;
+        Ok(match &check.first_page {
+            Some(p) => format!("the consumer can read workspace `{}`", p.owner),
+            None => "the consumer key and secret are valid".into(),
+        })
+    }
+
+    fn login_help(&self) -> Option<String> {
+        Some(format!(
+            "If the consumer has not been authorised yet, open this URL while logged in to \
+             Bitbucket and grant access:\n  {}",
+            self.consent_url()
+        ))
     }
 }
 

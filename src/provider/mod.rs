@@ -3,9 +3,12 @@
 //! A provider knows the service's API and its auth; it knows nothing about git. The pipeline
 //! asks it for the list once, then for credentials before each clone (a provider renews its
 //! token when it is close to expiry, or when `refresh` says the last one was refused). Adding a
-//! host is one new file implementing [`Provider`].
+//! host is one module implementing [`Provider`] (its flags, settings, credentials and `login`
+//! check included) plus one variant in [`choose`], the one place providers are built.
 
 pub mod bitbucket;
+pub mod choose;
+pub mod http;
 
 use std::fmt::Debug;
 
@@ -13,6 +16,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use url::Url;
 
+pub use self::choose::{ProviderArgs, ProviderConfig, ProviderKind};
 use crate::error::exit;
 use crate::secret::Secret;
 
@@ -230,9 +234,20 @@ pub trait Provider: Send + Sync + Debug {
     /// `rejected`: one bad entry never fails the listing. Callers go through [`list_vetted`].
     async fn list_repos(&self, owner: &str) -> Result<Listing, ProviderError>;
 
-    /// Credentials for cloning. Cached while they have comfortably long to live; `refresh`
-    /// forces new ones (the caller saw the last ones refused).
-    async fn git_auth(&self, refresh: bool) -> Result<GitAuth, ProviderError>;
+    /// Credentials for cloning `repo` (a host may scope tokens per repository or
+    /// installation). Cached while they have comfortably long to live; `refresh` forces new
+    /// ones (the caller saw the last ones refused).
+    async fn git_auth(&self, repo: &RemoteRepo, refresh: bool) -> Result<GitAuth, ProviderError>;
+
+    /// For `git-offsite login`: proves the credentials with a fresh request and, with an
+    /// owner, that its repositories can be listed. `Ok` is one line telling the user so.
+    async fn login_check(&self, owner: Option<&str>) -> Result<String, ProviderError>;
+
+    /// Advice for a user whose [`Provider::login_check`] failed, when the host has some
+    /// (Bitbucket: the page where an admin grants the consumer access).
+    fn login_help(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

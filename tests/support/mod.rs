@@ -1,5 +1,5 @@
 //! Real test doubles: a Bitbucket Cloud emulator in front of real git smart HTTP (`git_http`,
-//! shared by every host emulator), an S3 server on loopback, and
+//! shared by every host emulator), the provider contract suite, an S3 server on loopback, and
 //! git fixture repositories.
 #![allow(dead_code)]
 
@@ -7,6 +7,7 @@ pub mod bitbucket;
 pub mod git;
 pub mod git_http;
 pub mod harness;
+pub mod provider_contract;
 pub mod readback;
 pub mod s3;
 pub mod trap;

@@ -22,10 +22,10 @@ use serde::Deserialize;
 use tracing::debug;
 use url::Url;
 
-use super::retry::{Transient, Try, parse_retry_after, retrying};
 use super::{BitbucketProvider, PROVIDER, auth};
 use crate::error::chain;
 use crate::provider::ProviderError;
+use crate::provider::http::{Transient, Try, parse_retry_after, retrying};
 use crate::secret::Secret;
 
 /// Renew a token when less than this (or a fifth of its lifetime, if smaller) remains, so a
@@ -125,7 +125,7 @@ impl BitbucketProvider {
         // `oauth2`'s higher-ranked `AsyncHttpClient` bound would otherwise make non-`Send`.
         let http = |req: HttpRequest| token_http(self.token_http.clone(), req);
         let http = &http;
-        let answer = retrying(&self.retry, &self.token_url, move || {
+        let answer = retrying(&self.retry, PROVIDER, &self.token_url, move || {
             Box::pin(async move {
                 match self
                     .oauth

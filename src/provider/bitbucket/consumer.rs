@@ -1,9 +1,16 @@
-//! The OAuth consumer's key and secret: where each may come from, and in which order.
+//! Bitbucket's credential resolution: an OAuth consumer's key and secret, where each may come
+//! from and in which order, and its table in the credentials file.
+//!
+//! Order for a run: flag, env, the config file's references, the credentials file, a prompt; for
+//! `login`, the same without the credentials file (it is what `login` replaces).
 
 use std::path::Path;
 
-use super::{ConfigError, CredentialRefs};
-use crate::cli::BitbucketArgs;
+use serde::{Deserialize, Serialize};
+
+use super::args::BitbucketArgs;
+use crate::config::{ConfigError, CredentialRefs};
+use crate::credentials::{self, StoredFile};
 use crate::secret::Secret;
 
 /// An OAuth consumer's key and secret, and where each came from (for messages; never the value).
@@ -113,10 +120,125 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
     Ok(Secret::new(value))
 }
 
+/// The `[bitbucket]` table of the credentials file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    consumer_key: String,
+    consumer_secret: String,
+}
+
+/// The name of this provider's table in the credentials file.
+pub const SECTION: &str = "bitbucket";
+
+/// The consumer stored by `git-offsite login`, if any. The message of a broken table never
+/// quotes it: it holds the secret.
+pub fn stored(file: &StoredFile) -> Result<StoredCredentials, ConfigError> {
+    let Some(table) = file.section(SECTION) else {
+        return Ok(StoredCredentials::default());
+    };
+    let s: Section = table.clone().try_into().map_err(|_| {
+        file.error(
+            "is not valid; expected a [bitbucket] table with consumer_key and consumer_secret",
+        )
+    })?;
+    Ok(StoredCredentials {
+        key: Some(s.consumer_key),
+        secret: Some(Secret::new(s.consumer_secret)),
+    })
+}
+
+/// The `[bitbucket]` table that stores `creds`.
+pub fn section(creds: &ConsumerCredentials) -> toml::Table {
+    toml::Table::try_from(Section {
+        consumer_key: creds.key.clone(),
+        consumer_secret: creds.secret.expose().to_string(),
+    })
+    .expect("two strings always make a TOML table")
+}
+
+/// The OAuth consumer of a run: flags, secret file, env, the config file's references, the
+/// stored file, then (on a terminal) a prompt with an offer to store the answer.
+pub fn for_run(
+    args: &BitbucketArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    refs: &[CredentialRefs],
+) -> Result<ConsumerCredentials, ConfigError> {
+    // The stored file is read only when everything else falls short, so a broken or
+    // too-readable credentials file does not get in the way of explicit settings.
+    match resolve_consumer(args, env, refs, &StoredCredentials::default()) {
+        Ok(Some(c)) => return Ok(c),
+        Ok(None) | Err(ConfigError::MissingCredentials { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let path = credentials::default_path(env);
+    let stored = match &path {
+        Some(p) => stored(&credentials::load(p)?)?,
+        None => StoredCredentials::default(),
+    };
+    if let Some(c) = resolve_consumer(args, env, refs, &stored)? {
+        return Ok(c);
+    }
+    if !credentials::interactive() {
+        return Err(ConfigError::MissingCredentials {
+            missing: "key and secret",
+        });
+    }
+    let creds = prompt()?;
+    if let Some(p) = &path
+        && credentials::confirm(&format!("Store them in {} (mode 0600)?", p.display()))
+    {
+        credentials::save(p, SECTION, section(&creds))?;
+        eprintln!("Stored in {}.", p.display());
+    }
+    Ok(creds)
+}
+
+/// The consumer `login` checks: flags, env and the config file's references (so it runs in
+/// scripts), else a prompt; never the stored file, which `login` is there to replace.
+pub fn for_login(
+    args: &BitbucketArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    refs: &[CredentialRefs],
+) -> Result<ConsumerCredentials, ConfigError> {
+    match resolve_consumer(args, env, refs, &StoredCredentials::default())? {
+        Some(c) => Ok(c),
+        None if credentials::interactive() => prompt(),
+        None => Err(ConfigError::MissingCredentials {
+            missing: "key and secret",
+        }),
+    }
+}
+
+/// Asks for the consumer key (echoed) and secret (not echoed) on the terminal.
+fn prompt() -> Result<ConsumerCredentials, ConfigError> {
+    let key = credentials::prompt_line("Bitbucket OAuth consumer key: ")?;
+    let secret = credentials::prompt_secret("Bitbucket OAuth consumer secret (not echoed): ")?;
+    if key.is_empty() || secret.is_empty() {
+        return Err(ConfigError::MissingCredentials {
+            missing: if key.is_empty() { "key" } else { "secret" },
+        });
+    }
+    Ok(ConsumerCredentials {
+        key,
+        secret: Secret::new(secret),
+        key_source: "the prompt",
+        secret_source: "the prompt",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::env_of;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
 
     fn bb(key: Option<&str>, secret: Option<&str>, file: Option<&Path>) -> BitbucketArgs {
         BitbucketArgs {
@@ -268,5 +390,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--consumer-secret-file"), "{e}");
+    }
+
+    #[test]
+    fn the_stored_table_round_trips_and_a_broken_one_is_not_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials.toml");
+        let creds = ConsumerCredentials {
+            key: "KEY".into(),
+            secret: Secret::new("s3cr3t"),
+            key_source: "test",
+            secret_source: "test",
+        };
+        credentials::save(&path, SECTION, section(&creds)).unwrap();
+        let back = stored(&credentials::load(&path).unwrap()).unwrap();
+        assert_eq!(back.key.as_deref(), Some("KEY"));
+        assert_eq!(back.secret.unwrap().expose(), "s3cr3t");
+        std::fs::write(&path, "[bitbucket]\nconsumer_secret = 12345678\n").unwrap();
+        let e = stored(&credentials::load(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[bitbucket]") && !e.contains("12345678"), "{e}");
     }
 }

@@ -1,9 +1,14 @@
-//! Retrying transient failures (429, 5xx, connection errors) with capped, jittered backoff.
+//! HTTP behaviour every provider shares: the one retry policy for API calls (429, 5xx and
+//! connection errors, capped jittered backoff, `Retry-After` honoured) and rate-limit pacing
+//! from `X-RateLimit-*` headers ([`pace`]). A provider builds its requests and reads its own
+//! wire format; how often and how long it waits is decided here, once.
 //!
 //! `backon` supplies the delay schedule; the loop is ours because it must honour `Retry-After`
-//! (Bitbucket sometimes sends it, often not), count attempts for
+//! (hosts send it on some 429s and not on others), count attempts for
 //! [`ProviderError::RateLimited`] and choose the final error, which `backon`'s combinators would
 //! only make more roundabout.
+
+pub mod pace;
 
 use std::time::Duration;
 
@@ -14,7 +19,6 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tracing::warn;
 use url::Url;
 
-use super::PROVIDER;
 use crate::provider::ProviderError;
 
 /// A `Retry-After` longer than this ends the retries at once: failing with a clear rate-limit
@@ -50,8 +54,10 @@ impl Default for RetryPolicy {
 /// Takes closures returning boxed `Send` futures rather than async closures: `async_trait`
 /// needs our futures to be `Send` for every lifetime, which rustc cannot prove through
 /// unboxed closure futures yet ("implementation of `Send` is not general enough").
-pub(super) async fn retrying<'a, T>(
+/// `provider` names the host in the final error.
+pub async fn retrying<'a, T>(
     policy: &RetryPolicy,
+    provider: &'static str,
     url: &Url,
     mut attempt: impl FnMut() -> BoxFuture<'a, Result<Try<T>, ProviderError>>,
 ) -> Result<T, ProviderError> {
@@ -69,7 +75,7 @@ pub(super) async fn retrying<'a, T>(
             Try::Again { why, retry_after } => (why, retry_after),
         };
         if n >= max_attempts || retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
-            return Err(why.into_error(url, n));
+            return Err(why.into_error(provider, url, n));
         }
         let delay = match retry_after {
             Some(d) => d,
@@ -86,7 +92,8 @@ pub(super) async fn retrying<'a, T>(
             delay_ms = delay.as_millis() as u64,
             reason = %why.describe(),
             honoured_retry_after = retry_after.is_some(),
-            "Bitbucket request failed; retrying"
+            provider,
+            "API request failed; retrying"
         );
         tokio::time::sleep(delay).await;
         n += 1;
@@ -95,14 +102,14 @@ pub(super) async fn retrying<'a, T>(
 
 /// What a failed try was, when it is worth another.
 #[derive(Debug)]
-pub(super) enum Transient {
+pub enum Transient {
     RateLimited,
     Status(u16),
     Transport(String),
 }
 
 impl Transient {
-    pub(super) fn from_status(status: StatusCode) -> Option<Self> {
+    pub fn from_status(status: StatusCode) -> Option<Self> {
         match status {
             StatusCode::TOO_MANY_REQUESTS => Some(Transient::RateLimited),
             s if s.is_server_error() => Some(Transient::Status(s.as_u16())),
@@ -110,7 +117,7 @@ impl Transient {
         }
     }
 
-    pub(super) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Transient::RateLimited => "HTTP 429 rate limited".into(),
             Transient::Status(s) => format!("HTTP {s}"),
@@ -118,16 +125,16 @@ impl Transient {
         }
     }
 
-    fn into_error(self, url: &Url, attempts: u32) -> ProviderError {
+    fn into_error(self, provider: &'static str, url: &Url, attempts: u32) -> ProviderError {
         let url = url.to_string();
         match self {
             Transient::RateLimited => ProviderError::RateLimited {
-                provider: PROVIDER,
+                provider,
                 url,
                 attempts,
             },
             Transient::Status(status) => ProviderError::Http {
-                provider: PROVIDER,
+                provider,
                 status,
                 url,
                 message: format!("still failing after {attempts} attempts"),
@@ -140,7 +147,7 @@ impl Transient {
     }
 }
 
-pub(super) enum Try<T> {
+pub enum Try<T> {
     Done(T),
     Again {
         why: Transient,
@@ -149,7 +156,7 @@ pub(super) enum Try<T> {
 }
 
 impl<T> Try<T> {
-    pub(super) fn again(why: Transient) -> Self {
+    pub fn again(why: Transient) -> Self {
         Try::Again {
             why,
             retry_after: None,
@@ -158,7 +165,7 @@ impl<T> Try<T> {
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date.
-pub(super) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -190,7 +197,7 @@ mod tests {
         let url = Url::parse("https://api.example/x").unwrap();
         let tries = AtomicU32::new(0);
         let (tries, script) = (&tries, &script);
-        let out = retrying(&policy(max_attempts), &url, move || {
+        let out = retrying(&policy(max_attempts), "test", &url, move || {
             Box::pin(async move { script(tries.fetch_add(1, Ordering::SeqCst) + 1) })
         })
         .await;

@@ -1,0 +1,127 @@
+//! Bitbucket's checked settings: its endpoints from flags, environment and the config file's
+//! `[bitbucket]` table (configurable for proxies and the test emulator), and the options a
+//! [`BitbucketProvider`] is built from.
+
+use std::time::Duration;
+
+use ::url::Url;
+
+use super::args::BitbucketArgs;
+use super::consumer::ConsumerCredentials;
+use super::{BitbucketProvider, DEFAULT_API_URL, DEFAULT_GIT_URL, DEFAULT_TOKEN_URL, RetryPolicy};
+use crate::config::url::{self, UrlSource};
+use crate::config::{ConfigError, FileConfig};
+use crate::provider::ProviderError;
+use crate::secret::Secret;
+
+/// Bitbucket endpoints, each checked like every URL the tool dials.
+#[derive(Debug, Clone)]
+pub struct BitbucketEndpoints {
+    pub api_url: Url,
+    pub token_url: Url,
+    /// `--bitbucket-git-url`: the git host clone links must be on, when not the default.
+    pub git_url: Option<Url>,
+}
+
+const API_URL_SOURCE: &str = "--bitbucket-api-url (BITBUCKET_API_URL)";
+const TOKEN_URL_SOURCE: &str = "--bitbucket-token-url (BITBUCKET_TOKEN_URL)";
+const GIT_URL_SOURCE: &str = "--bitbucket-git-url (BITBUCKET_GIT_URL)";
+
+impl BitbucketEndpoints {
+    pub fn new(args: &BitbucketArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let insecure = file.allow_insecure_http.unwrap_or(false);
+        let api = (args.bitbucket_api_url.as_deref())
+            .or(file.bitbucket.api_url.as_deref())
+            .unwrap_or(DEFAULT_API_URL);
+        let token = (args.bitbucket_token_url.as_deref())
+            .or(file.bitbucket.token_url.as_deref())
+            .unwrap_or(DEFAULT_TOKEN_URL);
+        let git = (args.bitbucket_git_url.as_deref()).or(file.bitbucket.git_url.as_deref());
+        Ok(Self {
+            api_url: url::dial_url(API_URL_SOURCE, api, false, insecure)?,
+            token_url: url::dial_url(TOKEN_URL_SOURCE, token, false, insecure)?,
+            git_url: git
+                .map(|g| url::dial_url(GIT_URL_SOURCE, g, false, insecure))
+                .transpose()?,
+        })
+    }
+
+    /// The hosts to resolve before the run starts (see [`url::check_resolves`]).
+    pub fn dialed(&self) -> Vec<(UrlSource, &Url)> {
+        vec![
+            (API_URL_SOURCE, &self.api_url),
+            (TOKEN_URL_SOURCE, &self.token_url),
+        ]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BitbucketOptions {
+    pub api_url: Url,
+    pub token_url: Url,
+    /// The git host clone links must be on (scheme, host, port); `None`: [`expected_git_origin`].
+    pub git_url: Option<Url>,
+    pub consumer_key: String,
+    pub consumer_secret: Secret,
+    pub retry: RetryPolicy,
+    pub user_agent: String,
+}
+
+/// The host a repository's clone link must be on for the token to be sent to it: bitbucket.org
+/// for bitbucket.org's API, else the API's own scheme, host and port (a proxy or an emulator
+/// serves both), unless `git_url` names another.
+pub fn expected_git_origin(api_url: &Url, git_url: Option<&Url>) -> Url {
+    if let Some(u) = git_url {
+        return u.clone();
+    }
+    let default_api = Url::parse(DEFAULT_API_URL).expect("valid default URL");
+    if api_url.origin() == default_api.origin() {
+        return Url::parse(DEFAULT_GIT_URL).expect("valid default URL");
+    }
+    let mut origin = api_url.clone();
+    origin.set_path("/");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    let _ = origin.set_username("");
+    let _ = origin.set_password(None);
+    origin
+}
+
+impl BitbucketOptions {
+    /// Options for bitbucket.org with the default retry policy.
+    pub fn new(consumer_key: impl Into<String>, consumer_secret: Secret) -> Self {
+        Self {
+            api_url: Url::parse(DEFAULT_API_URL).expect("valid default URL"),
+            token_url: Url::parse(DEFAULT_TOKEN_URL).expect("valid default URL"),
+            git_url: None,
+            consumer_key: consumer_key.into(),
+            consumer_secret,
+            retry: RetryPolicy::default(),
+            user_agent: crate::TOOL.to_string(),
+        }
+    }
+}
+
+/// The provider for `endpoints` and a resolved consumer; `retry` is `--retries` and
+/// `--retry-delay`.
+pub fn build(
+    endpoints: &BitbucketEndpoints,
+    retry: (u32, Duration),
+    creds: ConsumerCredentials,
+) -> Result<BitbucketProvider, ProviderError> {
+    let (retries, delay) = retry;
+    BitbucketProvider::new(BitbucketOptions {
+        api_url: endpoints.api_url.clone(),
+        token_url: endpoints.token_url.clone(),
+        git_url: endpoints.git_url.clone(),
+        consumer_key: creds.key,
+        consumer_secret: creds.secret,
+        // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.
+        retry: RetryPolicy {
+            max_attempts: retries + 4,
+            base_delay: delay,
+            max_delay: delay.saturating_mul(30),
+        },
+        user_agent: crate::TOOL.to_string(),
+    })
+}

@@ -1,0 +1,183 @@
+//! The one place a provider is chosen and built: `--provider`, else a `[[source]]`'s
+//! `provider = "…"`, else Bitbucket, names a [`ProviderKind`]; that kind's module checks its
+//! own options ([`ProviderConfig`]), resolves its own credentials and builds the
+//! `Box<dyn Provider>` every command works with. A new host adds one variant to each enum
+//! here and one module beside `bitbucket`; no command changes.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use url::Url;
+
+use super::Provider;
+use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
+use crate::config::url::UrlSource;
+use crate::config::{ConfigError, CredentialRefs, FileConfig};
+use crate::error::Error;
+
+/// Which host to talk to, and every provider's own flags (each in its provider's module).
+#[derive(Debug, Default, Args)]
+pub struct ProviderArgs {
+    /// Hosting service the owner's repositories are on [default: the `[[source]]`'s
+    /// `provider`, else bitbucket].
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub provider: Option<ProviderKind>,
+
+    #[command(flatten)]
+    pub bitbucket: BitbucketArgs,
+}
+
+/// The hosts git-offsite can list repositories on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, ValueEnum)]
+pub enum ProviderKind {
+    /// Bitbucket Cloud (an OAuth consumer's client credentials).
+    #[default]
+    Bitbucket,
+}
+
+impl ProviderKind {
+    /// The name in `--provider`, `provider = "…"`, manifests and the credentials file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Bitbucket => "bitbucket",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::value_variants()
+            .iter()
+            .copied()
+            .find(|k| k.name() == name)
+    }
+
+    /// Every name, for messages: `` `bitbucket` ``.
+    pub fn names() -> String {
+        let names: Vec<String> = Self::value_variants()
+            .iter()
+            .map(|k| format!("`{}`", k.name()))
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// One provider's checked settings: endpoints and options, no credentials (those are found
+/// per source, when the provider is built).
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    Bitbucket(BitbucketEndpoints),
+}
+
+impl ProviderConfig {
+    pub fn new(
+        kind: ProviderKind,
+        args: &ProviderArgs,
+        file: &FileConfig,
+    ) -> Result<Self, ConfigError> {
+        Ok(match kind {
+            ProviderKind::Bitbucket => {
+                ProviderConfig::Bitbucket(BitbucketEndpoints::new(&args.bitbucket, file)?)
+            }
+        })
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            ProviderConfig::Bitbucket(_) => ProviderKind::Bitbucket,
+        }
+    }
+
+    /// The hosts to resolve before the run starts (see [`crate::config::url::check_resolves`]).
+    pub fn dialed(&self) -> Vec<(UrlSource, &Url)> {
+        match self {
+            ProviderConfig::Bitbucket(e) => e.dialed(),
+        }
+    }
+}
+
+/// `--provider`, else the source's `provider`, else the default.
+pub fn kind_of(
+    flag: Option<ProviderKind>,
+    source: Option<&str>,
+) -> Result<ProviderKind, ConfigError> {
+    match (flag, source) {
+        (Some(k), _) => Ok(k),
+        (None, None) => Ok(ProviderKind::default()),
+        (None, Some(name)) => ProviderKind::parse(name).ok_or_else(|| {
+            ConfigError::Other(format!(
+                "unknown provider `{}`: expected {}",
+                crate::text::escape(name),
+                ProviderKind::names()
+            ))
+        }),
+    }
+}
+
+/// The provider of one run for one source, its credentials found the provider's way (flags,
+/// environment `env`, the config file's references `refs`, the credentials file, a prompt).
+/// `retry` is `--retries`/`--retry-delay`.
+pub fn build(
+    cfg: &ProviderConfig,
+    args: &ProviderArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    refs: &[CredentialRefs],
+    retry: (u32, Duration),
+) -> Result<Box<dyn Provider>, Error> {
+    Ok(match cfg {
+        ProviderConfig::Bitbucket(endpoints) => {
+            let creds = bitbucket::consumer::for_run(&args.bitbucket, env, refs)?;
+            Box::new(bitbucket::build(endpoints, retry, creds)?)
+        }
+    })
+}
+
+/// What `login` checks and, once the check passed, stores.
+pub struct ForLogin {
+    pub provider: Box<dyn Provider>,
+    /// The provider's table name in the credentials file, and the table to store there.
+    pub section: &'static str,
+    pub table: toml::Table,
+}
+
+/// The provider `login` checks: credentials from flags, environment and `refs`, else a
+/// prompt; never from the credentials file, which `login` replaces.
+pub fn for_login(
+    cfg: &ProviderConfig,
+    args: &ProviderArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    refs: &[CredentialRefs],
+    retry: (u32, Duration),
+) -> Result<ForLogin, Error> {
+    Ok(match cfg {
+        ProviderConfig::Bitbucket(endpoints) => {
+            let creds = bitbucket::consumer::for_login(&args.bitbucket, env, refs)?;
+            ForLogin {
+                section: bitbucket::consumer::SECTION,
+                table: bitbucket::consumer::section(&creds),
+                provider: Box::new(bitbucket::build(endpoints, retry, creds)?),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_beats_the_source_beats_the_default() {
+        assert_eq!(kind_of(None, None).unwrap(), ProviderKind::Bitbucket);
+        assert_eq!(
+            kind_of(None, Some("bitbucket")).unwrap(),
+            ProviderKind::Bitbucket
+        );
+        assert_eq!(
+            kind_of(Some(ProviderKind::Bitbucket), Some("gitlab")).unwrap(),
+            ProviderKind::Bitbucket
+        );
+        let e = kind_of(None, Some("gitlab")).unwrap_err().to_string();
+        assert!(e.contains("gitlab") && e.contains("`bitbucket`"), "{e}");
+        for k in ProviderKind::value_variants() {
+            assert_eq!(ProviderKind::parse(k.name()), Some(*k));
+        }
+    }
+}

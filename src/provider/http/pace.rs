@@ -1,0 +1,162 @@
+//! Rate-limit pacing: slow down while a host says few requests are left, before it answers 429.
+//!
+//! GitHub and Gitea send `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix seconds), GitLab
+//! `RateLimit-Remaining` / `RateLimit-Reset`, the IETF draft a reset in seconds from now;
+//! Bitbucket sends these to access tokens only (NOTES §1). When fewer than [`LOW_REMAINING`]
+//! requests are left, the requests that remain are spread evenly over the time to the reset,
+//! the way gickup and ghorg wait out a nearly spent budget, instead of spending it at once and
+//! then failing on 429. One wait is never longer than [`MAX_PACE`]: past that, failing with a
+//! clear rate-limit error (the retry policy's) beats a job sleeping silently.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use tokio::time::Instant;
+
+/// Below this many requests left, requests are spread over the time to the reset.
+pub const LOW_REMAINING: u64 = 10;
+/// The longest pause between two requests that pacing adds.
+pub const MAX_PACE: Duration = Duration::from_secs(300);
+/// A reset above this is a Unix time, below it seconds from now (no host resets a window
+/// that is decades long).
+const EPOCH_THRESHOLD: u64 = 1_000_000_000;
+
+/// The pause before the next request, given the last answer's headers and the Unix time now.
+pub fn delay_for(headers: &HeaderMap, now_unix: i64) -> Option<Duration> {
+    let number = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            headers
+                .get(*n)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+    };
+    let remaining = number(&["x-ratelimit-remaining", "ratelimit-remaining"])?;
+    if remaining >= LOW_REMAINING {
+        return None;
+    }
+    let reset = number(&["x-ratelimit-reset", "ratelimit-reset"])?;
+    let until_reset = if reset > EPOCH_THRESHOLD {
+        reset.saturating_sub(now_unix.max(0) as u64)
+    } else {
+        reset
+    };
+    let delay = Duration::from_secs(until_reset) / (remaining as u32 + 1);
+    (!delay.is_zero()).then_some(delay.min(MAX_PACE))
+}
+
+/// One host's pace, shared by every request a provider makes to it.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    not_before: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    /// Reads an answer's rate-limit headers: a nearly spent budget delays the next request.
+    pub fn observe(&self, headers: &HeaderMap) {
+        let Some(delay) = delay_for(headers, chrono::Utc::now().timestamp()) else {
+            return;
+        };
+        tracing::debug!(
+            delay_ms = delay.as_millis() as u64,
+            "few API requests left before the rate limit resets; pacing"
+        );
+        let at = Instant::now() + delay;
+        let mut slot = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(slot.map_or(at, |t| t.max(at)));
+    }
+
+    /// How long the next request would wait now.
+    pub fn pending(&self) -> Duration {
+        let slot = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        slot.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Waits until the next request may go.
+    pub async fn wait(&self) {
+        let pending = self.pending();
+        if !pending.is_zero() {
+            tokio::time::sleep(pending).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn a_low_budget_is_spread_over_the_time_to_the_reset() {
+        let reset = (NOW + 90).to_string();
+        let h = headers(&[
+            ("x-ratelimit-remaining", "2"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        assert_eq!(delay_for(&h, NOW), Some(Duration::from_secs(30)));
+        // GitLab's names, and a reset in seconds from now.
+        let h = headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "40")]);
+        assert_eq!(delay_for(&h, NOW), Some(Duration::from_secs(40)));
+        // An hour with nothing left waits at most MAX_PACE.
+        let reset = (NOW + 3600).to_string();
+        let h = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        assert_eq!(delay_for(&h, NOW), Some(MAX_PACE));
+    }
+
+    #[test]
+    fn a_healthy_budget_or_missing_headers_do_not_slow_down() {
+        let reset = (NOW + 90).to_string();
+        let h = headers(&[
+            ("x-ratelimit-remaining", "10"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        assert_eq!(delay_for(&h, NOW), None);
+        assert_eq!(delay_for(&headers(&[]), NOW), None);
+        let h = headers(&[("x-ratelimit-remaining", "1")]);
+        assert_eq!(
+            delay_for(&h, NOW),
+            None,
+            "no reset: nothing to pace against"
+        );
+        let past = (NOW - 5).to_string();
+        let h = headers(&[("x-ratelimit-remaining", "1"), ("x-ratelimit-reset", &past)]);
+        assert_eq!(delay_for(&h, NOW), None, "the window already reset");
+    }
+
+    #[test]
+    fn the_pacer_holds_the_next_request_back() {
+        let p = Pacer::default();
+        assert_eq!(p.pending(), Duration::ZERO);
+        p.observe(&headers(&[("x-ratelimit-remaining", "100")]));
+        assert_eq!(p.pending(), Duration::ZERO);
+        p.observe(&headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "120"),
+        ]));
+        let pending = p.pending();
+        assert!(
+            pending > Duration::from_secs(100) && pending <= Duration::from_secs(120),
+            "{pending:?}"
+        );
+        // A later, shorter pause does not cut an earlier, longer one short.
+        p.observe(&headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "5"),
+        ]));
+        assert!(p.pending() > Duration::from_secs(100));
+    }
+}

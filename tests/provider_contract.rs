@@ -1,0 +1,147 @@
+//! `provider_suite!` stamps one test per property of `support::provider_contract` for each
+//! provider against its host's emulator, so a failure names both
+//! (`bitbucket::lists_every_page`) and one broken property does not hide the others.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use git_offsite::provider::Provider;
+use git_offsite::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolicy};
+use git_offsite::secret::Secret;
+
+use crate::support::bitbucket::{ConsumerOpts, Emulator, Fault, RepoOpts, Route};
+use crate::support::git::simple_repo;
+use crate::support::provider_contract::{self as contract, HostFixture};
+
+macro_rules! provider_suite {
+    ($name:ident, $fixture:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lists_every_page() {
+                contract::lists_every_page(&$fixture).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_empty_owner_lists_nothing() {
+                contract::an_empty_owner_lists_nothing(&$fixture).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_unknown_owner_is_owner_not_found() {
+                contract::an_unknown_owner_is_owner_not_found(&$fixture).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bad_credentials_are_an_auth_error() {
+                contract::bad_credentials_are_an_auth_error(&$fixture).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_token_expiring_mid_run_is_renewed() {
+                contract::a_token_expiring_mid_run_is_renewed(&$fixture).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rate_limited_with_retry_after_is_retried() {
+                contract::rate_limited_with_retry_after_is_retried(&$fixture).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rate_limited_without_retry_after_is_retried() {
+                contract::rate_limited_without_retry_after_is_retried(&$fixture).await;
+            }
+        }
+    };
+}
+
+provider_suite!(bitbucket, Bitbucket::new());
+
+const KEY: &str = "contract-key";
+const SECRET: &str = "contract-secret-5d1e";
+const WRONG_SECRET: &str = "not-the-contract-secret-77a0";
+
+/// The Bitbucket emulator with one consumer and one bare repository that every listed
+/// repository points at (listing never reads it).
+struct Bitbucket {
+    emu: Emulator,
+    source: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Bitbucket {
+    fn new() -> Self {
+        let emu = Emulator::start_blocking();
+        emu.add_consumer(KEY, SECRET, ConsumerOpts::default());
+        let dir = tempfile::tempdir().unwrap();
+        let source = simple_repo(dir.path(), "source", "main");
+        Self {
+            emu,
+            source,
+            _dir: dir,
+        }
+    }
+
+    fn with_secret(&self, secret: &str) -> Box<dyn Provider> {
+        Box::new(
+            BitbucketProvider::new(BitbucketOptions {
+                api_url: self.emu.api_url().parse().unwrap(),
+                token_url: self.emu.token_url().parse().unwrap(),
+                git_url: None,
+                consumer_key: KEY.into(),
+                consumer_secret: Secret::new(secret),
+                retry: RetryPolicy {
+                    max_attempts: 4,
+                    base_delay: Duration::from_millis(1),
+                    max_delay: Duration::from_millis(20),
+                },
+                user_agent: "git-offsite-contract".into(),
+            })
+            .unwrap(),
+        )
+    }
+}
+
+impl HostFixture for Bitbucket {
+    fn provider(&self) -> Box<dyn Provider> {
+        self.with_secret(SECRET)
+    }
+
+    fn provider_with_bad_credentials(&self) -> (Box<dyn Provider>, &'static str) {
+        (self.with_secret(WRONG_SECRET), WRONG_SECRET)
+    }
+
+    fn add_repos(&self, owner: &str, slugs: &[String]) {
+        for slug in slugs {
+            self.emu
+                .add_repo(owner, slug, &self.source, RepoOpts::default());
+        }
+    }
+
+    fn add_empty_owner(&self, owner: &str) {
+        self.emu.add_workspace(owner);
+    }
+
+    fn page_len(&self) -> usize {
+        // The provider asks for Bitbucket's maximum.
+        100
+    }
+
+    fn list_requests(&self) -> u64 {
+        self.emu.stats().list_requests
+    }
+
+    fn expire_credentials(&self) {
+        self.emu.expire_tokens();
+    }
+
+    fn rate_limit_next_list(&self, retry_after: Option<u64>) {
+        self.emu
+            .push_fault(Route::List, Fault::RateLimit { retry_after });
+    }
+
+    fn rate_limited(&self) -> u64 {
+        self.emu.stats().rate_limited
+    }
+}
