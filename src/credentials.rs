@@ -222,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn saving_one_provider_keeps_the_others_and_unknown_tables_are_refused() {
+    fn saving_replaces_the_providers_table_and_unknown_tables_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials.toml");
         save(&path, "bitbucket", table(&[("consumer_key", "A")])).unwrap();
