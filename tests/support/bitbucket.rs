@@ -36,6 +36,10 @@ use serde_json::{Value, json};
 
 use super::git_http::{self, GitHttp, GitRequest, basic_auth, bump, head_branch};
 
+pub use self::damage::Damage;
+
+mod damage;
+
 /// Bitbucket's own documented default for `expires_in` (2 h; GH eclipse/che#21291).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7200);
 /// `pagelen` without the parameter, and its documented maximum (backstage
@@ -178,6 +182,9 @@ pub struct ListQuirks {
     /// (once), so later pages shift by one, as they do on bitbucket.org when a repository is
     /// deleted while a client pages through the list.
     pub delete_after_page: Option<(u64, String)>,
+    /// Pages of this many values whatever `pagelen` was asked for (a server that ignores the
+    /// parameter, or a proxy that merges pages): `next` links and `pagelen` say so.
+    pub serve_pagelen: Option<u64>,
 }
 
 /// Counters, read with [`Emulator::stats`].
@@ -243,6 +250,7 @@ impl Emulator {
             git: GitHttp::new(root.path(), "bitbucket-emulator"),
             inner: Mutex::default(),
             counters: Counters::default(),
+            damage: Arc::default(),
         });
         let app = router(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -411,6 +419,16 @@ impl Emulator {
         self.shared.lock().workspace_mut(workspace).quirks.next_loop = Some((on_page, to_page));
     }
 
+    /// The next answer on `route` is served and then damaged on the way out ([`Damage`]).
+    pub fn damage(&self, route: Route, damage: Damage) {
+        self.shared.damage.push(route, damage);
+    }
+
+    /// Answers damaged so far.
+    pub fn damaged(&self) -> u64 {
+        self.shared.damage.served()
+    }
+
     /// Every page of `workspace` reports `size` instead of the real total.
     pub fn lie_about_size(&self, workspace: &str, size: u64) {
         self.shared.lock().workspace_mut(workspace).quirks.size = Some(size);
@@ -476,6 +494,7 @@ struct Shared {
     git: GitHttp,
     inner: Mutex<Inner>,
     counters: Counters,
+    damage: Arc<damage::Queue>,
 }
 
 #[derive(Default)]
@@ -677,6 +696,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/2.0/repositories/{workspace}/", get(list_repos))
         .merge(git_http::routes(serve_git))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.damage.clone(),
+            damage::layer,
+        ))
         .with_state(shared)
 }
 
@@ -844,6 +867,9 @@ async fn list_repos(
         Some(Ok(n)) if (1..=MAX_PAGELEN).contains(&n) => n,
         Some(_) => return api_error(StatusCode::BAD_REQUEST, "Invalid pagelen"),
     };
+    let pagelen = (s.lock().workspace(&workspace))
+        .and_then(|w| w.quirks.serve_pagelen)
+        .unwrap_or(pagelen);
     let page = match param("page").map(|v| v.parse::<u64>()) {
         None => 1,
         Some(Ok(n)) if n >= 1 => n,
