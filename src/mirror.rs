@@ -373,7 +373,10 @@ fn is_network(e: &git2::Error, message: &str) -> bool {
             message.starts_with("failed to connect") || message.starts_with("failed to resolve")
         }
         ErrorClass::Http => {
+            // "Invalid EOF state": the connection ended in the middle of an answer (a reset
+            // mid-pack), which libgit2's HTTP parser reports in its own words.
             message.contains("unexpected EOF")
+                || message.contains("Invalid EOF state")
                 || message
                     .strip_prefix("unexpected http status code: ")
                     .is_some_and(|status| status.starts_with('5'))
@@ -404,6 +407,20 @@ pub(crate) fn scrub(message: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_broken_off_mid_answer_is_a_network_failure() {
+        let http = |m: &str| git2::Error::new(ErrorCode::GenericError, ErrorClass::Http, m);
+        for m in [
+            "http parser did not consume entire buffer: Invalid EOF state",
+            "unexpected EOF",
+            "unexpected http status code: 503",
+        ] {
+            assert!(is_network(&http(m), m), "{m}");
+        }
+        let m = "unexpected http status code: 404";
+        assert!(!is_network(&http(m), m));
+    }
 
     #[test]
     fn scrub_hides_the_secret() {
