@@ -46,6 +46,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::git::{blocking, make_private_tempdir};
+use self::git::name_full_disk;
 use self::history::History;
 use crate::bundle::{self, BundleInfo};
 use crate::cli::UnchangedMode;
@@ -62,8 +63,8 @@ pub const BUNDLE_CONTENT_TYPE: &str = "application/x-git-bundle";
 /// Encrypted bundles' content type: age has no registered media type, and the stored bytes
 /// must not claim to be a bundle.
 pub const SEALED_CONTENT_TYPE: &str = "application/octet-stream";
-/// Uploads a crashed earlier run left open are aborted once they are this old; younger ones
-/// may belong to a run still going on elsewhere.
+/// Uploads a crashed earlier run left open outside this run's date folder are aborted once
+/// they are this old; younger ones may belong to a run of another date still going on.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What one repository is doing, for progress displays.
@@ -235,20 +236,7 @@ impl Pipeline {
     ) -> Result<Report, Error> {
         let started_at = Utc::now();
         self.refuse_past_date().await?;
-        match self
-            .store
-            .sweep_incomplete(&self.layout.owner_prefix(), STALE_UPLOAD_AGE)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                aborted = n,
-                "aborted incomplete uploads left by an earlier run"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look for incomplete uploads of earlier runs")
-            }
-        }
+        self.sweep_leftovers().await;
 
         let (repos, rejected) = selected;
         tracing::info!(
@@ -341,6 +329,30 @@ impl Pipeline {
             run: Summary::of(&ran),
             failures,
         })
+    }
+
+    /// Removes what crashed earlier runs left: in this date folder everything (the run lock is
+    /// held, so no other run is writing there: an open upload is a killed run's), elsewhere in
+    /// the owner's folder only what is older than [`STALE_UPLOAD_AGE`] (runs of other dates may
+    /// be going on).
+    async fn sweep_leftovers(&self) {
+        let run_dir = format!("{}/", self.layout.run_dir());
+        for (prefix, older_than) in [
+            (run_dir.as_str(), Duration::ZERO),
+            (&self.layout.owner_prefix(), STALE_UPLOAD_AGE),
+        ] {
+            match self.store.sweep_incomplete(prefix, older_than).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    aborted = n,
+                    prefix,
+                    "aborted incomplete uploads left by an earlier run"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for incomplete uploads of earlier runs")
+                }
+            }
+        }
     }
 
     /// A run on a past date never overwrites that date's complete backup without `--force`:
@@ -451,7 +463,8 @@ impl Pipeline {
         let mirror_dir = tmp.path().join("mirror.git");
 
         self.observer.phase(&repo.slug, Phase::Mirror);
-        let fetched = self.fetch_with_retries(repo, &mirror_dir).await?;
+        let fetched = (self.fetch_with_retries(repo, &mirror_dir).await)
+            .map_err(|e| name_full_disk(&self.tmp_dir, e))?;
         tracing::debug!(repo = %repo.full_name, refs = fetched.refs.len(), bytes = fetched.received_bytes, "fetched");
         if let Some(problem) = missing_refs(repo, fetched.refs.len()) {
             return Err(problem);
@@ -467,7 +480,7 @@ impl Pipeline {
             let encrypt_to = self.encrypt_to.clone();
             blocking(move || bundle::prepare(&m, &b, encrypt_to.as_deref()))
                 .await?
-                .map_err(|e| format!("bundle: {e}"))?
+                .map_err(|e| name_full_disk(&self.tmp_dir, format!("bundle: {e}")))?
         };
         let Some((info, bytes)) = prepared else {
             return Ok(None);
