@@ -121,6 +121,25 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| format!("internal error: {e}"))
 }
 
+/// `message` (a failed fetch or bundle), saying so and naming the directory when the temp
+/// dir's disk is full or a quota or file-size limit was hit: the fix is there (free space, or
+/// `--tmp-dir` elsewhere), not at the git server. Both libgit2 and std end such messages with
+/// the OS's text for the error, which is what is looked for.
+pub(crate) fn name_full_disk(tmp_dir: &Path, message: String) -> String {
+    let full = [libc::ENOSPC, libc::EDQUOT, libc::EFBIG].iter().any(|&code| {
+        let text = std::io::Error::from_raw_os_error(code).to_string();
+        message.contains(text.split(" (os error").next().unwrap_or(&text))
+    });
+    if full {
+        format!(
+            "the temp dir {} is full (free space there or point --tmp-dir elsewhere): {message}",
+            tmp_dir.display()
+        )
+    } else {
+        message
+    }
+}
+
 /// A temp dir only we can read (0700): a mirror is a full copy of private source code.
 pub(crate) fn make_private_tempdir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
     std::fs::create_dir_all(parent)?;
@@ -149,5 +168,20 @@ mod tests {
         let p = d.path().to_path_buf();
         drop(d);
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_full_disk_is_named_and_other_failures_are_left_alone() {
+        let tmp = Path::new("/var/tmp/offsite");
+        for os in [libc::ENOSPC, libc::EDQUOT, libc::EFBIG] {
+            let e = std::io::Error::from_raw_os_error(os);
+            let text = name_full_disk(tmp, format!("mirror: fetch failed: cannot write pack: {e}"));
+            assert!(
+                text.starts_with("the temp dir /var/tmp/offsite is full") && text.contains("--tmp-dir"),
+                "{text}"
+            );
+        }
+        let other = "mirror: fetch of u failed: unexpected http status code: 404".to_string();
+        assert_eq!(name_full_disk(tmp, other.clone()), other);
     }
 }
