@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod cli;
 mod emulator;
+mod faults;
 mod encrypt;
 mod incremental;
 mod infra;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bitbucket;
+pub mod consistency;
 pub mod git;
 pub mod git_http;
 pub mod harness;
