@@ -28,7 +28,15 @@ fn today() -> String {
 
 /// `backup --owner acme --dest <dest>` with quick retries, plus `extra`.
 fn backup_args<'a>(dest: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["backup", "--owner", OWNER, "--dest", dest, "--retry-delay", "50ms"];
+    let mut a = vec![
+        "backup",
+        "--owner",
+        OWNER,
+        "--dest",
+        dest,
+        "--retry-delay",
+        "50ms",
+    ];
     if !extra.contains(&"--retries") {
         a.extend(["--retries", "2"]);
     }
@@ -53,7 +61,8 @@ fn workspace(env: &TestEnv, small: usize, big: u64) {
     std::fs::create_dir_all(&fixtures).unwrap();
     if big > 0 {
         let repo = big_repo(&fixtures, "aaa-big", big);
-        env.emu.add_repo(OWNER, "aaa-big", &repo, RepoOpts::default());
+        env.emu
+            .add_repo(OWNER, "aaa-big", &repo, RepoOpts::default());
     }
     for i in 0..small {
         let slug = format!("small-{i}");
@@ -102,7 +111,7 @@ async fn an_s3_restart_during_a_multipart_upload_is_ridden_out() {
     let arg = dest.arg();
     let args = backup_args(
         &arg,
-        &["--jobs", "1", "--part-size", "5MiB", "--parts-in-flight", "2"],
+        &["--jobs=1", "--part-size=5MiB", "--parts-in-flight=2"],
     );
     let mut cmd = env.command(&args);
     cmd.envs(s3.env());
@@ -122,7 +131,10 @@ async fn an_s3_restart_during_a_multipart_upload_is_ridden_out() {
     assert_eq!(s3.restarts(), 1);
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on(&today()).into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on(&today())
+            .into_iter()
+            .collect::<Vec<_>>(),
         slugs(2, true)
     );
     assert!(env.tmp_leftovers().is_empty(), "{:?}", env.tmp_leftovers());
@@ -160,7 +172,10 @@ async fn slow_down_and_connection_resets_are_retried() {
     );
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on(&today()).into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on(&today())
+            .into_iter()
+            .collect::<Vec<_>>(),
         slugs(3, true)
     );
 }
@@ -203,7 +218,7 @@ async fn sigkill_mid_run_then_a_rerun_refused_and_a_forced_rerun_completes() {
     let arg = dest.arg();
     let args = backup_args(
         &arg,
-        &["--jobs", "1", "--part-size", "5MiB", "--parts-in-flight", "1"],
+        &["--jobs=1", "--part-size=5MiB", "--parts-in-flight=1"],
     );
     let mut cmd = env.command(&args);
     cmd.envs(s3.env());
@@ -239,7 +254,10 @@ async fn sigkill_mid_run_then_a_rerun_refused_and_a_forced_rerun_completes() {
     forced.expect_code(0);
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on(&today()).into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on(&today())
+            .into_iter()
+            .collect::<Vec<_>>(),
         slugs(3, true)
     );
     assert!(!s3.keys().await.contains(&lock_key), "lock released");
@@ -285,7 +303,10 @@ async fn api_5xx_and_429_storms_are_waited_out_or_fail_with_exit_6() {
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(checked.manifests.len(), 1, "{:?}", checked.manifests);
     assert_eq!(
-        checked.restorable_on("2026-11-24").into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on("2026-11-24")
+            .into_iter()
+            .collect::<Vec<_>>(),
         slugs(2, false)
     );
     assert!(!dir.join(OWNER).join("2026-11-25").exists());
@@ -323,7 +344,10 @@ async fn malformed_and_truncated_json_fail_clearly_and_a_cut_body_is_retried() {
     assert_eq!(env.emu.damaged(), 4);
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on(&today()).into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on(&today())
+            .into_iter()
+            .collect::<Vec<_>>(),
         slugs(2, false)
     );
 }
@@ -395,7 +419,10 @@ async fn a_connection_reset_mid_pack_is_retried_and_then_fails_only_that_reposit
     assert!(env.tmp_leftovers().is_empty(), "{:?}", env.tmp_leftovers());
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on("2026-11-25").into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on("2026-11-25")
+            .into_iter()
+            .collect::<Vec<_>>(),
         slugs(2, false)
     );
     assert_eq!(checked.restorable_on("2026-11-24").len(), 3);
@@ -425,7 +452,10 @@ async fn a_corrupt_pack_fails_only_that_repository() {
     assert!(env.tmp_leftovers().is_empty(), "{:?}", env.tmp_leftovers());
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on(&today()).into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on(&today())
+            .into_iter()
+            .collect::<Vec<_>>(),
         ["small-0", "small-2"]
     );
 }
@@ -457,7 +487,10 @@ async fn a_repository_deleted_between_listing_and_cloning_fails_clearly() {
     );
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on(&today()).into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on(&today())
+            .into_iter()
+            .collect::<Vec<_>>(),
         ["small-0", "small-1"]
     );
 }
@@ -509,7 +542,10 @@ async fn a_full_temp_disk_is_named_cleaned_up_and_the_others_continue() {
     assert!(left.is_empty(), "temp files left: {left:?}");
     let checked = assert_consistent(&dest, &env.path().join("check"), &[]).await;
     assert_eq!(
-        checked.restorable_on(&today()).into_iter().collect::<Vec<_>>(),
+        checked
+            .restorable_on(&today())
+            .into_iter()
+            .collect::<Vec<_>>(),
         slugs(2, false)
     );
 }

@@ -126,10 +126,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// `--tmp-dir` elsewhere), not at the git server. Both libgit2 and std end such messages with
 /// the OS's text for the error, which is what is looked for.
 pub(crate) fn name_full_disk(tmp_dir: &Path, message: String) -> String {
-    let full = [libc::ENOSPC, libc::EDQUOT, libc::EFBIG].iter().any(|&code| {
-        let text = std::io::Error::from_raw_os_error(code).to_string();
-        message.contains(text.split(" (os error").next().unwrap_or(&text))
-    });
+    let full = [libc::ENOSPC, libc::EDQUOT, libc::EFBIG]
+        .iter()
+        .any(|&code| {
+            let text = std::io::Error::from_raw_os_error(code).to_string();
+            message.contains(text.split(" (os error").next().unwrap_or(&text))
+        });
     if full {
         format!(
             "the temp dir {} is full (free space there or point --tmp-dir elsewhere): {message}",
@@ -177,7 +179,8 @@ mod tests {
             let e = std::io::Error::from_raw_os_error(os);
             let text = name_full_disk(tmp, format!("mirror: fetch failed: cannot write pack: {e}"));
             assert!(
-                text.starts_with("the temp dir /var/tmp/offsite is full") && text.contains("--tmp-dir"),
+                text.starts_with("the temp dir /var/tmp/offsite is full")
+                    && text.contains("--tmp-dir"),
                 "{text}"
             );
         }

@@ -45,8 +45,8 @@ use chrono::{NaiveDate, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::git::{blocking, make_private_tempdir};
 use self::git::name_full_disk;
+pub(crate) use self::git::{blocking, make_private_tempdir};
 use self::history::History;
 use crate::bundle::{self, BundleInfo};
 use crate::cli::UnchangedMode;

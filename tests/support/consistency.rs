@@ -49,7 +49,10 @@ pub async fn assert_consistent(dest: &Dest<'_>, scratch: &Path, may_stray: &[&st
     let mut restorable = Vec::new();
     let verify_repo = scratch.join("verify.git");
     if !verify_repo.exists() {
-        git(scratch, &["init", "-q", "--bare", verify_repo.to_str().unwrap()]);
+        git(
+            scratch,
+            &["init", "-q", "--bare", verify_repo.to_str().unwrap()],
+        );
     }
     for (n, mkey) in manifests.iter().enumerate() {
         let manifest: Value = serde_json::from_slice(&dest.read(mkey).await)

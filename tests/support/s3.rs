@@ -125,7 +125,11 @@ impl TestS3 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let endpoint = format!("http://{addr}");
-        let server = Mutex::new(tokio::spawn(serve(listener, faults.clone(), service.clone())));
+        let server = Mutex::new(tokio::spawn(serve(
+            listener,
+            faults.clone(),
+            service.clone(),
+        )));
         TestS3 {
             helper: client(&endpoint, HELPER_ACCESS_KEY, HELPER_SECRET_KEY, REGION),
             as_store: client(&endpoint, ACCESS_KEY, SECRET_KEY, REGION),
@@ -255,7 +259,6 @@ impl TestS3 {
         out.uploads().len()
     }
 
-
     fn lock(&self) -> &LockEmulation {
         &self
             .local
@@ -285,7 +288,6 @@ impl TestS3 {
     pub fn set_retention(&self, key: &str, until: i64) {
         self.lock().set_retention(&self.bucket, key, until);
     }
-
 
     pub async fn get(&self, key: &str) -> Vec<u8> {
         let out = self
@@ -723,4 +725,3 @@ s3_impl! {
         }
     }
 }
-

@@ -69,7 +69,11 @@ fn routes_of(method: &Method, path: &str) -> Vec<Route> {
     }
 }
 
-pub(super) async fn layer(State(queue): State<std::sync::Arc<Queue>>, req: Request, next: Next) -> Response {
+pub(super) async fn layer(
+    State(queue): State<std::sync::Arc<Queue>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let routes = routes_of(req.method(), req.uri().path());
     let damage = if routes.is_empty() {
         None

@@ -42,7 +42,6 @@ impl TestS3 {
             .faults
     }
 
-
     /// From now on, the `nth` UploadPart (1-based) and every later one answers 500, so the
     /// SDK's retries fail too. Until [`Self::clear_faults`].
     pub fn fail_upload_part(&self, nth: usize) {
@@ -89,7 +88,9 @@ impl TestS3 {
 
     fn script(&self, op: &'static str, fault: Scripted, times: usize) {
         let mut s = self.faults().scripted.lock().unwrap();
-        s.entry(op).or_default().extend(std::iter::repeat_n(fault, times));
+        s.entry(op)
+            .or_default()
+            .extend(std::iter::repeat_n(fault, times));
     }
 
     /// A server restart: every connection is cut (requests in flight get no answer), the port
@@ -268,7 +269,11 @@ impl Faults {
     }
 }
 
-pub(super) async fn serve(listener: tokio::net::TcpListener, faults: Arc<Faults>, service: S3Service) {
+pub(super) async fn serve(
+    listener: tokio::net::TcpListener,
+    faults: Arc<Faults>,
+    service: S3Service,
+) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -338,7 +343,9 @@ async fn handle(
         match fault {
             Scripted::SlowDown => {
                 let msg = "Please reduce your request rate.";
-                return Ok(refuse(req, StatusCode::SERVICE_UNAVAILABLE, "SlowDown", msg, None).await);
+                return Ok(
+                    refuse(req, StatusCode::SERVICE_UNAVAILABLE, "SlowDown", msg, None).await,
+                );
             }
             Scripted::Reset => {
                 reset_on_close(fd);
@@ -618,4 +625,3 @@ mod tests {
         assert_eq!(op(Method::GET, "/b/k?x-id=GetObject"), "GetObject");
     }
 }
-
