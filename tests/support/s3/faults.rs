@@ -101,9 +101,7 @@ impl TestS3 {
             .local
             .as_ref()
             .expect("a restart needs the in-process S3 server");
-        let old = local.server.lock().unwrap();
-        old.abort();
-        drop(old);
+        local.server.lock().unwrap().abort();
         tokio::time::sleep(down).await;
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_reuseaddr(true).unwrap();
