@@ -175,6 +175,11 @@ pub struct BackupArgs {
     )]
     pub tmp_dir: Option<PathBuf>,
 
+    /// Longest one repository's clone may take (`90m`, `2h`; not counting the wait for a free
+    /// job); past it the repository fails and the run goes on [default: 2h].
+    #[arg(long, value_name = "DURATION")]
+    pub repo_timeout: Option<String>,
+
     #[command(flatten)]
     pub s3: S3Args,
 

@@ -239,9 +239,13 @@ impl HttpClient {
                 Ok(resp) if resp.status().is_success() => return Ok(()),
                 Ok(resp) => {
                     let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    let failure =
-                        Failure::Status(status.as_u16(), truncate(text.trim(), 200).to_string());
+                    let text = crate::http::read_prefix(resp, crate::http::ERROR_CAP)
+                        .await
+                        .unwrap_or_default();
+                    let failure = Failure::Status(
+                        status.as_u16(),
+                        crate::text::quote(&String::from_utf8_lossy(&text)),
+                    );
                     if !(status.is_server_error()
                         || status == reqwest::StatusCode::TOO_MANY_REQUESTS)
                     {

@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod crypt;
 pub mod error;
 pub mod healthcheck;
+pub mod http;
 pub mod layout;
 pub mod logging;
 pub mod manifest;

@@ -18,8 +18,10 @@
 //!   followed, and libgit2 reads no user or system git configuration ([`init_global_options`]):
 //!   `url.*.insteadOf`, `http.*` and credential helpers there could send the token elsewhere.
 //! - **Proxy from the environment** (`ProxyOptions::auto()`), which libgit2 ignores by default.
-//! - **Cancellation** through the transfer-progress callback, the only hook libgit2 polls while
-//!   the pack streams in.
+//! - **Cancellation and the deadline** (`--repo-timeout`) through the transfer-progress and
+//!   sideband callbacks, the only hooks libgit2 polls while the pack streams in. libgit2 calls
+//!   them per pkt-line (or per 100 KiB), so a server trickling bytes inside one pkt-line is
+//!   not seen here; the pipeline stops waiting for such a fetch (see `backup::git`).
 //! - **Refs without a clone** ([`ls_remote`]): the ref advertisement alone, with the same
 //!   credential rules, so an incremental run can tell an unchanged repository from a changed
 //!   one for the price of one small request.
@@ -27,6 +29,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use git2::{
     AutotagOption, ConfigLevel, Cred, Direction, ErrorClass, ErrorCode, FetchPrune, ProxyOptions,
@@ -42,8 +45,53 @@ pub struct FetchOptions<'a> {
     pub url: &'a Url,
     pub auth: Option<&'a GitAuth>,
     pub cancel: &'a CancellationToken,
+    /// When the fetch must have ended; `None`: no limit.
+    pub deadline: Option<Deadline>,
     /// Called with the total bytes received so far.
     pub on_progress: Option<&'a (dyn Fn(u64) + Send + Sync)>,
+}
+
+/// The moment one repository's git work must end (`--repo-timeout`), and the limit it came
+/// from, for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    pub limit: Duration,
+}
+
+impl Deadline {
+    /// `limit` from now.
+    pub fn after(limit: Duration) -> Self {
+        Deadline {
+            at: Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// The same deadline moved later by `by` (time spent waiting that does not count).
+    pub fn extended(self, by: Duration) -> Self {
+        Deadline {
+            at: self.at + by,
+            ..self
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// The one message for a repository out of time: "`what` did not finish within 2h
+    /// (--repo-timeout)".
+    pub fn exceeded(&self, what: &str) -> String {
+        format!(
+            "{what} did not finish within {} (--repo-timeout)",
+            humantime::format_duration(self.limit)
+        )
+    }
+}
+
+fn passed(deadline: Option<Deadline>) -> bool {
+    deadline.is_some_and(|d| d.passed())
 }
 
 #[derive(Debug, Clone, Default)]
@@ -63,6 +111,9 @@ pub enum MirrorError {
     AuthRejected { url: String },
     #[error("fetch of {url} was cancelled")]
     Cancelled { url: String },
+    /// The repository's `--repo-timeout` passed while the fetch ran.
+    #[error("{}", deadline.exceeded(&format!("fetch of {url}")))]
+    TimedOut { url: String, deadline: Deadline },
     /// Credentials were asked for by another host than the clone URL's (a redirect).
     #[error("{url} sent the client to {host}; credentials are sent to the clone URL's host only")]
     ForeignHost { url: String, host: String },
@@ -130,6 +181,9 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
     if opts.cancel.is_cancelled() {
         return Err(MirrorError::Cancelled { url });
     }
+    if let Some(deadline) = opts.deadline.filter(Deadline::passed) {
+        return Err(MirrorError::TimedOut { url, deadline });
+    }
 
     // Not from the system's template directory: its sample hooks and description are a dozen
     // files per repository that nothing here reads, and creating and deleting files is several
@@ -149,14 +203,15 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
     let auth_calls = Cell::new(0u32);
     let foreign = Cell::new(None);
     let mut callbacks = credential_callbacks(opts.auth, &auth_calls, opts.url, &foreign);
-    callbacks.transfer_progress(|stats| {
+    let go_on = || !opts.cancel.is_cancelled() && !passed(opts.deadline);
+    callbacks.transfer_progress(move |stats| {
         if let Some(report) = opts.on_progress {
             report(stats.received_bytes() as u64);
         }
-        !opts.cancel.is_cancelled()
+        go_on()
     });
-    // Also polled during negotiation, when no pack bytes flow yet.
-    callbacks.sideband_progress(|_| !opts.cancel.is_cancelled());
+    // Also polled while the server prepares the pack, before pack bytes flow.
+    callbacks.sideband_progress(move |_| go_on());
 
     let mut fetch_opts = git2::FetchOptions::new();
     fetch_opts
@@ -170,6 +225,11 @@ pub fn fetch(dir: &Path, opts: &FetchOptions<'_>) -> Result<Mirror, MirrorError>
     if let Err(e) = remote.fetch(&[REFSPEC], Some(&mut fetch_opts), None) {
         if let Some(host) = foreign.take() {
             return Err(MirrorError::ForeignHost { url, host });
+        }
+        if !opts.cancel.is_cancelled()
+            && let Some(deadline) = opts.deadline.filter(Deadline::passed)
+        {
+            return Err(MirrorError::TimedOut { url, deadline });
         }
         return Err(classify(e, url, auth_calls.get(), opts.cancel, secret));
     }

@@ -5,8 +5,36 @@
 //! overwrite a line (`\r`) or start a new one that looks like a log line of ours (`\n`). So
 //! every control character is shown escaped (`\x1b`, `\r`, `\n`, `\u{9b}`), and nothing else
 //! changes. JSON log lines need none of this: serde escapes them already.
+//!
+//! Text a *server* sent (an error body, an OAuth `error_description`) is also cut short by
+//! [`quote`]: it can be any length, and one error line must stay one readable line.
 
 use std::borrow::Cow;
+
+/// Characters of server-sent text [`quote`] keeps: enough for any real error message
+/// (Bitbucket's are one sentence), short enough for one log line.
+pub const MAX_QUOTED_CHARS: usize = 300;
+
+/// Server-sent `s` as it may appear in an error: trimmed, control characters escaped, and cut
+/// after [`MAX_QUOTED_CHARS`] characters (escapes count by their shown length) with `…`.
+pub fn quote(s: &str) -> String {
+    let s = s.trim();
+    let mut out = String::new();
+    let mut shown = 0;
+    for (i, c) in s.char_indices() {
+        if shown >= MAX_QUOTED_CHARS {
+            if !s[i..].trim().is_empty() {
+                out.truncate(out.trim_end().len());
+                out.push('…');
+            }
+            break;
+        }
+        let before = out.len();
+        push_escaped(&mut out, c);
+        shown += out[before..].chars().count();
+    }
+    out
+}
 
 /// `s` with every control character (C0, DEL, C1) escaped; borrowed when there is none.
 pub fn escape(s: &str) -> Cow<'_, str> {
@@ -78,6 +106,22 @@ mod tests {
             "a\\x1b[31mred\\r\\nb\\u{9b}c\\x07"
         );
         assert_eq!(escape("ünïcode stays"), "ünïcode stays");
+    }
+
+    #[test]
+    fn quoted_server_text_is_escaped_and_cut_on_a_character_boundary() {
+        assert_eq!(quote("  short message \n"), "short message");
+        let long = "é".repeat(MAX_QUOTED_CHARS + 50);
+        let q = quote(&long);
+        assert_eq!(q.chars().count(), MAX_QUOTED_CHARS + 1, "{q}");
+        assert!(q.ends_with('…') && q.starts_with("éé"), "{q}");
+        // Exactly the limit: nothing cut, no ellipsis.
+        let exact = "x".repeat(MAX_QUOTED_CHARS);
+        assert_eq!(quote(&exact), exact);
+        // Escapes count by their shown length, so control characters cannot stretch the line.
+        let q = quote(&"\x1b".repeat(MAX_QUOTED_CHARS));
+        assert!(q.chars().count() <= MAX_QUOTED_CHARS + 4, "{q}");
+        assert!(!q.contains('\x1b') && q.ends_with('…'), "{q}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod support;
 
 mod backup;
+mod bounds;
 mod cli;
 mod emulator;
 mod encrypt;

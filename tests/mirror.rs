@@ -110,6 +110,7 @@ fn fetch_with(
             url,
             auth,
             cancel: &cancel,
+            deadline: None,
             on_progress: None,
         },
     )
@@ -152,6 +153,7 @@ fn fetch_mirrors_every_ref_and_points_head_at_the_default_branch() {
             url: &url,
             auth: None,
             cancel: &cancel,
+            deadline: None,
             on_progress: Some(&progress),
         },
     )
@@ -225,6 +227,7 @@ fn a_cancelled_fetch_stops() {
             url: &url,
             auth: None,
             cancel: &cancel,
+            deadline: None,
             on_progress: None,
         },
     )
@@ -242,6 +245,7 @@ fn a_cancelled_fetch_stops() {
             url: &url,
             auth: None,
             cancel: &cancel,
+            deadline: None,
             on_progress: Some(&on_progress),
         },
     )

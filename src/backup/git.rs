@@ -7,20 +7,35 @@
 //! would hammer a server that really says no), and retry transient failures with the
 //! pipeline's backoff. The mirrors live in private temp dirs: a mirror is a full copy of
 //! private source code.
+//!
+//! Both end by the repository's [`Deadline`] (`--repo-timeout`) and on cancellation. libgit2
+//! notices either only in its progress callbacks, which a server trickling bytes inside one
+//! pkt-line (or a ref advertisement, which has no callbacks) never lets it reach; the 60 s read
+//! timeout does not help against a trickle either. So the pipeline also stops *waiting*:
+//! [`ABANDON_AFTER`] past the deadline or a cancel, the attempt is given up and its blocking
+//! thread left to end by itself (it fails once its temp dir is gone, or at the server's next
+//! stall). The run goes on, and a SIGTERM ends the run well inside the pod's grace period.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::Pipeline;
-use crate::mirror::{self, FetchOptions, LsRemoteOptions, MirrorError, RemoteRefs};
+use crate::mirror::{self, Deadline, FetchOptions, LsRemoteOptions, MirrorError, RemoteRefs};
 use crate::provider::{GitAuth, RemoteRepo};
+
+/// How long a libgit2 call may go on past its deadline or a cancel, to stop cleanly at its
+/// next callback, before the pipeline stops waiting for it. Together with the time cleanup
+/// takes, well inside the CronJob's 120 s grace period.
+pub(crate) const ABANDON_AFTER: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     pub(super) async fn fetch_with_retries(
         &self,
         repo: &RemoteRepo,
         dir: &Path,
+        deadline: Deadline,
     ) -> Result<mirror::Mirror, String> {
-        self.git_with_retries(repo, "mirror", "fetch", |auth| {
+        self.git_with_retries(repo, "mirror", "fetch", deadline, |auth| {
             let (dir, url, cancel, observer, slug) = (
                 dir.to_path_buf(),
                 repo.clone_url.clone(),
@@ -40,6 +55,7 @@ impl Pipeline {
                         url: &url,
                         auth: Some(&auth),
                         cancel: &cancel,
+                        deadline: Some(deadline),
                         on_progress: Some(&progress),
                     },
                 )
@@ -51,8 +67,9 @@ impl Pipeline {
     pub(super) async fn ls_remote_with_retries(
         &self,
         repo: &RemoteRepo,
+        deadline: Deadline,
     ) -> Result<RemoteRefs, String> {
-        self.git_with_retries(repo, "ls-remote", "listing refs", |auth| {
+        self.git_with_retries(repo, "ls-remote", "listing refs", deadline, |auth| {
             let (url, cancel) = (repo.clone_url.clone(), self.cancel.clone());
             move || {
                 mirror::ls_remote(&LsRemoteOptions {
@@ -67,12 +84,14 @@ impl Pipeline {
 
     /// Runs a libgit2 operation off the async threads with the git credentials: a refused
     /// token is renewed once (it most likely expired between `git_auth` and the request),
-    /// transient failures are retried with backoff. `op(auth)` builds one attempt.
+    /// transient failures are retried with backoff until `deadline`. `op(auth)` builds one
+    /// attempt.
     pub(super) async fn git_with_retries<T, G>(
         &self,
         repo: &RemoteRepo,
         what: &str,
         doing: &str,
+        deadline: Deadline,
         op: impl Fn(GitAuth) -> G,
     ) -> Result<T, String>
     where
@@ -87,7 +106,14 @@ impl Pipeline {
             .await
             .map_err(|e| e.to_string())?;
         loop {
-            match blocking(op(auth.clone())).await? {
+            let outcome = tokio::select! {
+                done = blocking(op(auth.clone())) => done?,
+                () = self.stop_waiting(deadline) => {
+                    tracing::warn!(repo = %repo.full_name, "libgit2 did not stop at its deadline or cancel; no longer waiting for it");
+                    return Err(format!("{what}: {}", self.gave_up(repo, deadline)));
+                }
+            };
+            match outcome {
                 Ok(m) => return Ok(m),
                 Err(MirrorError::AuthRejected { .. }) if !renewed => {
                     tracing::info!(repo = %repo.full_name, "git refused the token; renewing it once");
@@ -100,13 +126,44 @@ impl Pipeline {
                 }
                 Err(e) if !e.is_transient() => return Err(format!("{what}: {e}")),
                 Err(e) => match delays.next() {
-                    Some(delay) if !self.cancel.is_cancelled() => {
+                    Some(delay) if !self.cancel.is_cancelled() && !deadline.passed() => {
                         tracing::warn!(repo = %repo.full_name, error = %e, retry_in = ?delay, "{doing} failed; retrying");
-                        self.pause(delay).await;
+                        self.pause(
+                            delay.min(
+                                deadline
+                                    .at
+                                    .saturating_duration_since(std::time::Instant::now()),
+                            ),
+                        )
+                        .await;
+                    }
+                    Some(_) if deadline.passed() => {
+                        return Err(format!("{what}: {e}; {}", self.gave_up(repo, deadline)));
                     }
                     _ => return Err(format!("{what}: {e}")),
                 },
             }
+        }
+    }
+
+    /// Ends [`ABANDON_AFTER`] past `deadline`, or that long after a cancel.
+    async fn stop_waiting(&self, deadline: Deadline) {
+        let late = tokio::time::Instant::from_std(deadline.at) + ABANDON_AFTER;
+        tokio::select! {
+            () = tokio::time::sleep_until(late) => {}
+            () = async {
+                self.cancel.cancelled().await;
+                tokio::time::sleep(ABANDON_AFTER).await;
+            } => {}
+        }
+    }
+
+    /// Why a repository's git work was given up: the cancel, else its deadline.
+    fn gave_up(&self, repo: &RemoteRepo, deadline: Deadline) -> MirrorError {
+        let url = mirror::display_url(&repo.clone_url);
+        match self.cancel.is_cancelled() {
+            true => MirrorError::Cancelled { url },
+            false => MirrorError::TimedOut { url, deadline },
         }
     }
 }

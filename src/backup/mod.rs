@@ -55,6 +55,7 @@ use crate::crypt::Recipients;
 use crate::error::Error;
 use crate::layout::{Layout, OwnerLayout};
 use crate::manifest::{self, Manifest, RepoEntry, Status, Summary};
+use crate::mirror::Deadline;
 use crate::provider::{Provider, Rejected, RemoteRepo};
 use crate::store::{Key, PutOptions, Source, Store, StoreError};
 
@@ -114,6 +115,10 @@ pub struct Pipeline {
     pub retries: u32,
     /// First pause before a retry (doubles, with jitter).
     pub retry_delay: Duration,
+    /// Longest one repository's git work may take, not counting the wait for a free job
+    /// (`--repo-timeout`): a fetch that trickles must not hold a job until the CronJob's
+    /// deadline.
+    pub repo_timeout: Duration,
     pub cancel: CancellationToken,
     pub observer: Arc<dyn Observer>,
     /// What an unchanged repository gets: a copy of its earlier bundle, or a reference.
@@ -382,13 +387,15 @@ impl Pipeline {
         heavy: &tokio::sync::Semaphore,
     ) -> Done {
         let started = Instant::now();
+        let deadline = Deadline::after(self.repo_timeout);
         if !self.cancel.is_cancelled() {
             tracing::info!(repo = %repo.full_name, "backing up");
-            if let Some(done) = self.try_unchanged(&repo, history, started).await {
+            if let Some(done) = self.try_unchanged(&repo, history, started, deadline).await {
                 self.observer.finished(&done.run);
                 return done;
             }
         }
+        let waiting = Instant::now();
         let permit = tokio::select! {
             p = heavy.acquire() => p.ok(),
             () = self.cancel.cancelled() => None,
@@ -396,7 +403,9 @@ impl Pipeline {
         let result = if self.cancel.is_cancelled() || permit.is_none() {
             Err("interrupted before it started".to_string())
         } else {
-            self.try_backup_one(&repo, history).await
+            // The wait for a free job is not the repository's time.
+            let deadline = deadline.extended(waiting.elapsed());
+            self.try_backup_one(&repo, history, deadline).await
         };
         drop(permit);
         let mut entry = failed_entry(&repo.slug, &repo.full_name, None);
@@ -452,6 +461,7 @@ impl Pipeline {
         &self,
         repo: &RemoteRepo,
         history: &History,
+        deadline: Deadline,
     ) -> Result<Option<(Key, BundleInfo)>, String> {
         let key = self.bundle_key(&repo.slug).map_err(|e| e.to_string())?;
         let tmp = make_private_tempdir(&self.tmp_dir).map_err(|e| {
@@ -463,13 +473,16 @@ impl Pipeline {
         let mirror_dir = tmp.path().join("mirror.git");
 
         self.observer.phase(&repo.slug, Phase::Mirror);
-        let fetched = (self.fetch_with_retries(repo, &mirror_dir).await)
+        let fetched = (self.fetch_with_retries(repo, &mirror_dir, deadline).await)
             .map_err(|e| name_full_disk(&self.tmp_dir, e))?;
         tracing::debug!(repo = %repo.full_name, refs = fetched.refs.len(), bytes = fetched.received_bytes, "fetched");
         if let Some(problem) = missing_refs(repo, fetched.refs.len()) {
             return Err(problem);
         }
 
+        // Bundling and uploading are not cut off mid-way (their own timeouts bound them);
+        // a repository already out of time does not start them.
+        out_of_time(repo, deadline)?;
         self.observer.phase(&repo.slug, Phase::Bundle);
         let bundle_path = tmp.path().join(match self.encrypt_to {
             Some(_) => "repo.bundle.age",
@@ -502,6 +515,7 @@ impl Pipeline {
         if self.cancel.is_cancelled() {
             return Err("interrupted".into());
         }
+        out_of_time(repo, deadline)?;
         self.observer.phase(&repo.slug, Phase::Upload);
         self.before_overwrite(history, &key).await?;
         self.upload_with_retries(repo, &key, &source, &info).await?;
@@ -593,6 +607,14 @@ impl Pipeline {
             () = tokio::time::sleep(delay) => {}
             () = self.cancel.cancelled() => {}
         }
+    }
+}
+
+/// Fails a repository whose `--repo-timeout` has passed, before its next step.
+fn out_of_time(repo: &RemoteRepo, deadline: Deadline) -> Result<(), String> {
+    match deadline.passed() {
+        true => Err(deadline.exceeded(&format!("the backup of {}", repo.full_name))),
+        false => Ok(()),
     }
 }
 

@@ -12,6 +12,7 @@ use super::history::History;
 use super::incremental::{self, Decision};
 use super::{Done, Phase, Pipeline};
 use crate::manifest::{RepoEntry, Status};
+use crate::mirror::Deadline;
 use crate::provider::RemoteRepo;
 use crate::store::Key;
 
@@ -24,11 +25,12 @@ impl Pipeline {
         repo: &RemoteRepo,
         history: &History,
         started: Instant,
+        deadline: Deadline,
     ) -> Option<Done> {
         let baseline = history.baseline(&repo.slug)?;
         let key = self.bundle_key(&repo.slug).ok()?;
         self.observer.phase(&repo.slug, Phase::Compare);
-        let remote = match self.ls_remote_with_retries(repo).await {
+        let remote = match self.ls_remote_with_retries(repo, deadline).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(repo = %repo.full_name, error = %e, "cannot compare with the earlier bundle; backing up in full");

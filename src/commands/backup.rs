@@ -255,6 +255,7 @@ impl SourceRun<'_> {
             tmp_dir: cfg.tmp_dir.clone(),
             retries: cfg.retries,
             retry_delay: cfg.retry_delay,
+            repo_timeout: cfg.repo_timeout,
             cancel: self.cancel.clone(),
             observer: self.observer.clone(),
             unchanged: cfg.unchanged,

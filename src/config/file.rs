@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub tmp_dir: Option<PathBuf>,
     pub retries: Option<u32>,
     pub retry_delay: Option<String>,
+    /// `--repo-timeout`, e.g. `"2h"`.
+    pub repo_timeout: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<String>,
     pub metrics_file: Option<PathBuf>,

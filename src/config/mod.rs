@@ -195,6 +195,27 @@ pub fn retry_settings(
     Ok((retries, delay))
 }
 
+/// Default of `--repo-timeout`: hours for the largest repository at a slow link, while a
+/// stuck one still frees its job the same night.
+pub const DEFAULT_REPO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
+/// `--repo-timeout` (flag, then the config file's `repo_timeout`), default
+/// [`DEFAULT_REPO_TIMEOUT`]; zero is refused (it would fail every repository).
+fn repo_timeout(flag: Option<&str>, file: &FileConfig) -> Result<std::time::Duration, ConfigError> {
+    let Some(text) = flag.or(file.repo_timeout.as_deref()) else {
+        return Ok(DEFAULT_REPO_TIMEOUT);
+    };
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(invalid(
+            "--repo-timeout",
+            text,
+            "must be more than 0, e.g. 2h",
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(invalid("--repo-timeout", text, e)),
+    }
+}
+
 /// One owner to back up, with its host, its filters and where to find its credentials.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -321,6 +342,8 @@ pub struct BackupConfig {
     pub s3: S3Settings,
     pub retries: u32,
     pub retry_delay: std::time::Duration,
+    /// Longest one repository's git work may take (`--repo-timeout`).
+    pub repo_timeout: std::time::Duration,
     pub report: ReportSettings,
     /// What an unchanged repository gets: a copy of its earlier bundle, or a reference to it.
     pub unchanged: UnchangedMode,
@@ -360,6 +383,7 @@ impl BackupConfig {
             },
             retries,
             retry_delay,
+            repo_timeout: repo_timeout(args.repo_timeout.as_deref(), file)?,
             report: ReportSettings::new(&args.report, file)?,
             unchanged: match (args.unchanged, file.unchanged.as_deref()) {
                 (Some(m), _) => m,
@@ -477,6 +501,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--owner"), "{e}");
+    }
+
+    #[test]
+    fn repo_timeout_from_flag_then_file_and_never_zero() {
+        use std::time::Duration;
+        let file = file::parse("repo_timeout = \"90m\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(
+            repo_timeout(None, &FileConfig::default()).unwrap(),
+            DEFAULT_REPO_TIMEOUT
+        );
+        assert_eq!(
+            repo_timeout(None, &file).unwrap(),
+            Duration::from_secs(90 * 60)
+        );
+        assert_eq!(
+            repo_timeout(Some("3s"), &file).unwrap(),
+            Duration::from_secs(3),
+            "the flag beats the file"
+        );
+        for bad in ["0", "0s", "soon"] {
+            let e = repo_timeout(Some(bad), &file).unwrap_err().to_string();
+            assert!(e.contains("--repo-timeout") && e.contains(bad), "{e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - **Retries** (429, 5xx, connection errors) use the shared policy of [`super::http`]: capped
 //!   exponential backoff with jitter, honouring `Retry-After` when Bitbucket sends one, and
 //!   pacing while `X-RateLimit-*` says few calls are left; a 401 renews the token and retries once.
+//! - **Bodies** are read through [`crate::http`] with a cap, and server text quoted in an error
+//!   goes through [`crate::text::quote`] (escaped, cut short).
 //! - **Secrets** live in [`Secret`]; errors are built from Bitbucket's `error`/`error_description`
 //!   and status codes, never from request or token bodies, and are scrubbed of the consumer secret.
 //!
@@ -48,6 +50,7 @@ pub use super::http::RetryPolicy;
 use super::http::pace::Pacer;
 use super::http::{Transient, Try, parse_retry_after, retrying};
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
+use crate::http::{self, BodyError};
 use crate::secret::Secret;
 
 const PROVIDER: &str = "bitbucket";
@@ -340,9 +343,19 @@ impl BitbucketProvider {
             let retry_after = parse_retry_after(resp.headers());
             return Ok(Try::Again { why, retry_after });
         }
-        match resp.bytes().await {
+        // A page is parsed, so a cut one is refused; an error body is only quoted.
+        let body = if status.is_success() {
+            http::read_capped(resp, http::PAGE_CAP).await
+        } else {
+            http::read_prefix(resp, http::ERROR_CAP).await
+        };
+        match body {
             Ok(body) => Ok(Try::Done((status, body.to_vec()))),
-            Err(e) => Ok(Try::again(Transient::Transport(crate::error::chain(&e)))),
+            Err(BodyError::Transport(message)) => Ok(Try::again(Transient::Transport(message))),
+            Err(e) => Err(ProviderError::Decode {
+                url: url.to_string(),
+                message: e.to_string(),
+            }),
         }
     }
 }

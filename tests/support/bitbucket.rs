@@ -25,13 +25,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::git_http::{self, GitHttp, GitRequest, basic_auth, bump, head_branch};
@@ -168,6 +169,17 @@ pub enum Fault {
     /// `302 Found` to this URL, before any authentication (a compromised or misconfigured
     /// git host sending the client elsewhere).
     Redirect(String),
+    /// This status with this JSON body (an error document with an odd or over-long message).
+    Json(u16, Value),
+    /// `200` with the object `fields` plus a `"padding"` string of `bytes` bytes: a valid JSON
+    /// answer of any size, streamed in 64 KiB chunks so the emulator holds none of it. With a
+    /// `Content-Length` only when `declared` (a client must cap what streams in, not only
+    /// trust the header).
+    Padded {
+        fields: Value,
+        bytes: usize,
+        declared: bool,
+    },
 }
 
 /// Deliberately inconsistent pagination for one workspace.
@@ -383,6 +395,17 @@ impl Emulator {
             .insert((workspace.to_owned(), slug.to_owned()), status);
     }
 
+    /// Every later git answer for this repository streams at `bytes_per_sec` (in quarter-second
+    /// steps): the pack only, or with `refs_too` the ref advertisement as well. A trickle never
+    /// trips a read timeout; libgit2 sees progress only between pkt-lines, and during the ref
+    /// advertisement not at all.
+    pub fn trickle_repo(&self, workspace: &str, slug: &str, bytes_per_sec: usize, refs_too: bool) {
+        self.shared.lock().trickled_repos.insert(
+            (workspace.to_owned(), slug.to_owned()),
+            (bytes_per_sec, refs_too),
+        );
+    }
+
     /// An empty bare repository at `<workspace>/<slug>.git` that accepts pushes over smart
     /// HTTP (`git-receive-pack`, through `git http-backend`) from HTTP Basic
     /// `username:password` only, as a new Bitbucket repository does for an API token or app
@@ -520,6 +543,8 @@ struct Inner {
     workspaces: BTreeMap<String, Workspace>,
     faults: HashMap<Route, VecDeque<Fault>>,
     failed_repos: HashMap<(String, String), u16>,
+    /// `(workspace, slug)` → bytes per second, and whether `info/refs` trickles too.
+    trickled_repos: HashMap<(String, String), (usize, bool)>,
     /// `(workspace, slug)` → Basic credentials of an empty repository that accepts pushes.
     push_targets: HashMap<(String, String), (String, String)>,
     seq: u64,
@@ -608,6 +633,15 @@ impl Shared {
                 tokio::time::sleep(d).await;
                 None
             }
+            Fault::Json(code, body) => Some(json_response(
+                StatusCode::from_u16(code).expect("valid HTTP status"),
+                &body,
+            )),
+            Fault::Padded {
+                fields,
+                bytes,
+                declared,
+            } => Some(padded(&fields, bytes, declared)),
             Fault::Redirect(to) => {
                 let mut resp = StatusCode::FOUND.into_response();
                 resp.headers_mut().insert(
@@ -728,6 +762,39 @@ fn oauth_error(error: &str, description: &str) -> Response {
         StatusCode::BAD_REQUEST,
         &json!({"error_description": description, "error": error}),
     )
+}
+
+/// See [`Fault::Padded`].
+fn padded(fields: &Value, bytes: usize, declared: bool) -> Response {
+    let mut head = fields.to_string();
+    assert_eq!(head.pop(), Some('}'), "Padded fields must be a JSON object");
+    if head.len() > 1 {
+        head.push(',');
+    }
+    head.push_str(r#""padding":""#);
+    let tail = Bytes::from_static(b"\"}");
+    let total = head.len() + bytes + tail.len();
+    const CHUNK: usize = 64 * 1024;
+    let filler = Bytes::from(vec![b'x'; CHUNK]);
+    let body = futures::stream::iter(
+        std::iter::once(Bytes::from(head))
+            .chain(
+                (0..bytes.div_ceil(CHUNK))
+                    .map(move |i| filler.slice(..CHUNK.min(bytes - i * CHUNK))),
+            )
+            .chain(std::iter::once(tail))
+            .map(Ok::<_, std::io::Error>),
+    );
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    if declared {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    }
+    resp
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
@@ -1105,7 +1172,38 @@ async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
             StatusCode::from_u16(code).expect("valid HTTP status"),
         );
     }
-    s.git.serve(req, guard).await
+    let trickle = s
+        .lock()
+        .trickled_repos
+        .get(&(workspace.clone(), slug.clone()))
+        .copied()
+        .filter(|(_, refs_too)| matches!(req.endpoint, git_http::Endpoint::UploadPack) || *refs_too);
+    let resp = s.git.serve(req, guard).await;
+    match trickle {
+        Some((bytes_per_sec, _)) => trickled(resp, bytes_per_sec),
+        None => resp,
+    }
+}
+
+/// `resp` with its body sent a few bytes every quarter second (see [`Emulator::trickle_repo`]).
+fn trickled(resp: Response, bytes_per_sec: usize) -> Response {
+    let step = (bytes_per_sec / 4).max(1);
+    let (parts, body) = resp.into_parts();
+    let stream = futures::stream::unfold(
+        (body.into_data_stream(), Bytes::new()),
+        move |(mut inner, mut pending)| async move {
+            while pending.is_empty() {
+                match inner.next().await? {
+                    Ok(chunk) => pending = chunk,
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (inner, pending))),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let piece = pending.split_to(step.min(pending.len()));
+            Some((Ok(piece), (inner, pending)))
+        },
+    );
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// A git 401 with Bitbucket's Basic challenge (git sends credentials only after one), counted.

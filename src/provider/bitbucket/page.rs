@@ -9,7 +9,8 @@ use url::Url;
 
 use crate::provider::{Rejected, RemoteRepo};
 
-/// The `error.message` of a Bitbucket API error body, else the start of the body.
+/// The `error.message` of a Bitbucket API error body, else the start of the body; quoted
+/// (escaped, cut short) either way.
 pub(super) fn api_error_message(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Envelope {
@@ -20,13 +21,8 @@ pub(super) fn api_error_message(body: &[u8]) -> String {
         message: String,
     }
     match serde_json::from_slice::<Envelope>(body) {
-        Ok(e) => e.error.message,
-        Err(_) => String::from_utf8_lossy(body)
-            .chars()
-            .take(200)
-            .collect::<String>()
-            .trim()
-            .to_string(),
+        Ok(e) => crate::text::quote(&e.error.message),
+        Err(_) => crate::text::quote(&String::from_utf8_lossy(body)),
     }
 }
 

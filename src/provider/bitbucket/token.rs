@@ -24,9 +24,11 @@ use url::Url;
 
 use super::{BitbucketProvider, PROVIDER, auth};
 use crate::error::chain;
+use crate::http::BodyError;
 use crate::provider::ProviderError;
 use crate::provider::http::{Transient, Try, parse_retry_after, retrying};
 use crate::secret::Secret;
+use crate::text::quote;
 
 /// Renew a token when less than this (or a fifth of its lifetime, if smaller) remains, so a
 /// token handed to a clone is still valid when the fetch starts.
@@ -175,8 +177,8 @@ impl BitbucketProvider {
         let url = self.token_url.to_string();
         let message = match e {
             RequestTokenError::ServerResponse(r) => {
-                let code = r.error().to_string();
-                let description = r.error_description().cloned().unwrap_or_default();
+                let code = quote(&r.error().to_string());
+                let description = r.error_description().map(|d| quote(d)).unwrap_or_default();
                 return auth(self.scrub(&oauth_error_message(
                     &code,
                     &description,
@@ -188,6 +190,7 @@ impl BitbucketProvider {
                 return ProviderError::Transport { url, message: m };
             }
             RequestTokenError::Request(TokenHttpError::Transient { why, .. }) => why.describe(),
+            RequestTokenError::Request(TokenHttpError::TooLarge(m)) => m,
             RequestTokenError::Request(TokenHttpError::Status { status, detail }) => {
                 return ProviderError::Http {
                     provider: PROVIDER,
@@ -268,6 +271,9 @@ enum TokenHttpError {
     /// An answer that is neither a token nor an OAuth error (a redirect, an HTML page).
     #[error("HTTP {status}: {detail}")]
     Status { status: u16, detail: String },
+    /// An answer over [`crate::http::TOKEN_CAP`]: no token is that large.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// The `oauth2` HTTP client: reqwest without redirects. Transient statuses and answers `oauth2`
@@ -305,14 +311,16 @@ async fn token_http(
             detail: format!("the token endpoint redirects to {to}; check --bitbucket-token-url"),
         });
     }
-    let body = match resp.bytes().await {
+    // Token and OAuth error alike are parsed, so both are read whole, up to the cap.
+    let body = match crate::http::read_capped(resp, crate::http::TOKEN_CAP).await {
         Ok(b) => b.to_vec(),
-        Err(e) => {
+        Err(BodyError::Transport(message)) => {
             return Err(TokenHttpError::Transient {
-                why: Transient::Transport(chain(&e)),
+                why: Transient::Transport(message),
                 retry_after: None,
             });
         }
+        Err(e) => return Err(TokenHttpError::TooLarge(e.to_string())),
     };
     let is_oauth_error = || {
         serde_json::from_slice::<serde_json::Value>(&body)
