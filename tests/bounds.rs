@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::support::bitbucket::{ConsumerOpts, Emulator, Fault, Route};
 use crate::support::harness::TestEnv;
+use crate::support::readback::entry;
 
 const KEY: &str = "bounds-key";
 const SECRET: &str = "bounds-secret-0c9a4e";
@@ -276,8 +277,8 @@ async fn a_trickling_repository_fails_at_its_timeout_and_the_run_goes_on() {
     let env = TestEnv::new().await;
     env.simple_repo(WS, "fast", "main");
     env.simple_repo(WS, "slow", "main");
-    // 2 B/s: the advertisement alone would take minutes, past the watchdog.
-    env.emu.trickle_repo(WS, "slow", 2, true);
+    // 1 B/s: the advertisement alone would take minutes, past the watchdog.
+    env.emu.trickle_repo(WS, "slow", 1, true);
     let dest = env.path().join("dest");
     let mut cmd = env.command(&[
         "backup",
@@ -299,23 +300,14 @@ async fn a_trickling_repository_fails_at_its_timeout_and_the_run_goes_on() {
 
     run.expect_code(5);
     let manifest = TestEnv::local_manifest(&dest, WS, "2026-03-02");
-    let entry = |slug: &str| {
-        manifest["repositories"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["slug"] == slug)
-            .unwrap_or_else(|| panic!("{slug} not in {manifest}"))
-            .clone()
-    };
-    let slow = entry("slow");
+    let slow = entry(&manifest, "slow");
     assert_eq!(slow["status"], "failed", "{slow}");
     let error = slow["error"].as_str().unwrap();
     assert!(
         error.contains("did not finish within 3s (--repo-timeout)"),
         "{error}"
     );
-    assert_eq!(entry("fast")["status"], "ok");
+    assert_eq!(entry(&manifest, "fast")["status"], "ok");
     let folder = dest.join(WS).join("2026-03-02");
     assert!(folder.join("fast.bundle").is_file());
     assert!(
@@ -336,7 +328,7 @@ async fn a_trickling_repository_fails_at_its_timeout_and_the_run_goes_on() {
 async fn sigterm_during_a_trickling_fetch_ends_the_run_cleanly() {
     let env = TestEnv::new().await;
     env.simple_repo(WS, "slow", "main");
-    env.emu.trickle_repo(WS, "slow", 2, true);
+    env.emu.trickle_repo(WS, "slow", 1, true);
     let dest = env.path().join("dest");
     let mut cmd = env.command(&["backup", "-o", WS, "--dest", dest.to_str().unwrap()]);
     cmd.stdout(std::process::Stdio::piped())

@@ -395,8 +395,7 @@ impl Emulator {
             .insert((workspace.to_owned(), slug.to_owned()), status);
     }
 
-    /// Every later git answer for this repository streams at `bytes_per_sec` (in quarter-second
-    /// steps): the pack only, or with `refs_too` the ref advertisement as well. A trickle never
+    /// Every later git answer for this repository streams at `bytes_per_sec`: the pack only, or with `refs_too` the ref advertisement as well. A trickle never
     /// trips a read timeout; libgit2 sees progress only between pkt-lines, and during the ref
     /// advertisement not at all.
     pub fn trickle_repo(&self, workspace: &str, slug: &str, bytes_per_sec: usize, refs_too: bool) {
@@ -1185,9 +1184,14 @@ async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
     }
 }
 
-/// `resp` with its body sent a few bytes every quarter second (see [`Emulator::trickle_repo`]).
+/// `resp` with its body sent a few bytes every quarter second, or one byte a second and
+/// slower (see [`Emulator::trickle_repo`]).
 fn trickled(resp: Response, bytes_per_sec: usize) -> Response {
-    let step = (bytes_per_sec / 4).max(1);
+    let bytes_per_sec = bytes_per_sec.max(1);
+    let (step, every) = match bytes_per_sec {
+        n if n >= 4 => (n / 4, Duration::from_millis(250)),
+        n => (1, Duration::from_millis(1000 / n as u64)),
+    };
     let (parts, body) = resp.into_parts();
     let stream = futures::stream::unfold(
         (body.into_data_stream(), Bytes::new()),
@@ -1198,7 +1202,7 @@ fn trickled(resp: Response, bytes_per_sec: usize) -> Response {
                     Err(e) => return Some((Err(std::io::Error::other(e)), (inner, pending))),
                 }
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(every).await;
             let piece = pending.split_to(step.min(pending.len()));
             Some((Ok(piece), (inner, pending)))
         },
