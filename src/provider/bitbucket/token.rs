@@ -177,7 +177,7 @@ impl BitbucketProvider {
         let url = self.token_url.to_string();
         let message = match e {
             RequestTokenError::ServerResponse(r) => {
-                let code = quote(&r.error().to_string());
+                let code = quote(r.error().as_ref());
                 let description = r.error_description().map(|d| quote(d)).unwrap_or_default();
                 return auth(self.scrub(&oauth_error_message(
                     &code,
