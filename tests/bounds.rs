@@ -127,7 +127,10 @@ async fn a_huge_token_answer_is_refused() {
                 declared,
             },
         );
-        let err = provider(&emu).git_auth(false).await.unwrap_err();
+        let err = provider(&emu)
+            .git_auth(&crate::provider::any_repo(), false)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProviderError::Decode { .. }), "{err:?}");
         let shown = err.to_string();
         assert!(
@@ -183,7 +186,10 @@ async fn a_long_oauth_error_description_is_quoted_short() {
         ),
     );
 
-    let err = provider(&emu).git_auth(false).await.unwrap_err();
+    let err = provider(&emu)
+        .git_auth(&crate::provider::any_repo(), false)
+        .await
+        .unwrap_err();
 
     assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
     let shown = err.to_string();

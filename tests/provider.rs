@@ -48,7 +48,7 @@ fn provider(emu: &Emulator) -> BitbucketProvider {
 }
 
 /// The repository credentials are asked for; one Bitbucket token covers them all.
-fn any_repo() -> RemoteRepo {
+pub(crate) fn any_repo() -> RemoteRepo {
     RemoteRepo {
         slug: "api".into(),
         full_name: format!("{WS}/api"),

@@ -1176,7 +1176,9 @@ async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
         .trickled_repos
         .get(&(workspace.clone(), slug.clone()))
         .copied()
-        .filter(|(_, refs_too)| matches!(req.endpoint, git_http::Endpoint::UploadPack) || *refs_too);
+        .filter(|(_, refs_too)| {
+            matches!(req.endpoint, git_http::Endpoint::UploadPack) || *refs_too
+        });
     let resp = s.git.serve(req, guard).await;
     match trickle {
         Some((bytes_per_sec, _)) => trickled(resp, bytes_per_sec),
