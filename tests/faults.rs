@@ -352,15 +352,17 @@ async fn malformed_and_truncated_json_fail_clearly_and_a_cut_body_is_retried() {
     );
 }
 
-/// A server that ignores `pagelen` and answers 5,000 values where 100 were asked: the listing
-/// takes what it is given and follows `next`, so it is complete, without duplicates.
+/// A server that ignores `pagelen` and answers 2,000 values where 100 were asked (a few MiB,
+/// under the page cap of `git_offsite::http`): the listing takes what it is given and follows
+/// `next`, so it is complete, without duplicates. A page over the cap fails the run (exit 6;
+/// `bounds::a_streamed_oversized_page_fails_the_run_with_one_line_and_exit_6`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_far_larger_than_asked_still_lists_everything_once() {
     let env = TestEnv::new().await;
     let fixtures = env.path().join("fixtures");
     std::fs::create_dir_all(&fixtures).unwrap();
     let source = simple_repo(&fixtures, "shared", "main");
-    let total = 5_150;
+    let total = 2_150;
     for i in 0..total {
         let opts = RepoOpts {
             mainbranch: Some("main".into()),
@@ -371,7 +373,7 @@ async fn a_page_far_larger_than_asked_still_lists_everything_once() {
     env.emu.set_list_quirks(
         OWNER,
         ListQuirks {
-            serve_pagelen: Some(5_000),
+            serve_pagelen: Some(2_000),
             ..ListQuirks::default()
         },
     );
@@ -386,7 +388,7 @@ async fn a_page_far_larger_than_asked_still_lists_everything_once() {
     listed.dedup();
     assert_eq!(listed.len(), total, "listed once each");
     assert_eq!(repos.len(), total);
-    assert_eq!(env.emu.stats().list_requests, 2, "two pages of 5,000");
+    assert_eq!(env.emu.stats().list_requests, 2, "two pages of 2,000");
 }
 
 // ---- git -----------------------------------------------------------------------------------
