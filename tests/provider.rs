@@ -420,15 +420,27 @@ async fn a_token_close_to_expiry_is_renewed_before_use() {
     f.add_repos(2);
     let p = provider(&f.emu);
 
-    let first = p.git_auth(&any_repo(), false).await.unwrap();
+    let first = p
+        .git_auth(&any_repo(), false)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials");
     assert_eq!(first.username, "x-token-auth");
     assert_eq!(
-        p.git_auth(&any_repo(), false).await.unwrap().password,
+        p.git_auth(&any_repo(), false)
+            .await
+            .unwrap()
+            .expect("the provider hands out git credentials")
+            .password,
         first.password,
         "a fresh token is reused"
     );
     tokio::time::sleep(Duration::from_millis(2_600)).await;
-    let second = p.git_auth(&any_repo(), false).await.unwrap();
+    let second = p
+        .git_auth(&any_repo(), false)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials");
     assert_ne!(second.password, first.password);
     p.list_repos(WS).await.unwrap();
 
@@ -468,9 +480,13 @@ async fn concurrent_callers_share_one_token_request() {
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let p = p.clone();
-                tokio::spawn(
-                    async move { p.git_auth(&any_repo(), refresh).await.unwrap().password },
-                )
+                tokio::spawn(async move {
+                    p.git_auth(&any_repo(), refresh)
+                        .await
+                        .unwrap()
+                        .expect("the provider hands out git credentials")
+                        .password
+                })
             })
             .collect();
         async move {
@@ -495,7 +511,12 @@ async fn concurrent_callers_share_one_token_request() {
     assert_eq!(f.emu.stats().token_requests, 2);
 
     // A later, separate refusal still gets a new token.
-    let again = p.git_auth(&any_repo(), true).await.unwrap().password;
+    let again = p
+        .git_auth(&any_repo(), true)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials")
+        .password;
     assert_ne!(again, renewed[0]);
     assert_eq!(f.emu.stats().token_requests, 3);
 }
@@ -550,8 +571,16 @@ async fn secrets_and_tokens_never_reach_logs_errors_or_debug() {
     f.emu.push_fault(Route::List, Fault::Delay(Duration::ZERO));
     f.emu.push_fault(Route::List, Fault::ExpireTokens);
     p.list_repos(WS).await.unwrap();
-    let before = p.git_auth(&any_repo(), false).await.unwrap();
-    let after = p.git_auth(&any_repo(), true).await.unwrap();
+    let before = p
+        .git_auth(&any_repo(), false)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials");
+    let after = p
+        .git_auth(&any_repo(), true)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials");
     let wrong = provider_with(&f.emu, KEY, "not-the-secret-e3b0c442");
     let err = wrong.list_repos(WS).await.unwrap_err();
 

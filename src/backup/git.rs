@@ -53,7 +53,7 @@ impl Pipeline {
                     &dir,
                     &FetchOptions {
                         url: &url,
-                        auth: Some(&auth),
+                        auth: auth.as_ref(),
                         cancel: &cancel,
                         deadline: Some(deadline),
                         on_progress: Some(&progress),
@@ -74,7 +74,7 @@ impl Pipeline {
             move || {
                 mirror::ls_remote(&LsRemoteOptions {
                     url: &url,
-                    auth: Some(&auth),
+                    auth: auth.as_ref(),
                     cancel: &cancel,
                 })
             }
@@ -92,7 +92,7 @@ impl Pipeline {
         what: &str,
         doing: &str,
         deadline: Deadline,
-        op: impl Fn(GitAuth) -> G,
+        op: impl Fn(Option<GitAuth>) -> G,
     ) -> Result<T, String>
     where
         T: Send + 'static,

@@ -407,16 +407,20 @@ impl Provider for BitbucketProvider {
     /// With `refresh`, callers that were refused the token current when they called share one
     /// renewal: whoever gets the lock first renews, the rest find a newer generation and reuse it.
     /// One token covers every repository the consumer can read: `repo` is not needed.
-    async fn git_auth(&self, _repo: &RemoteRepo, refresh: bool) -> Result<GitAuth, ProviderError> {
+    async fn git_auth(
+        &self,
+        _repo: &RemoteRepo,
+        refresh: bool,
+    ) -> Result<Option<GitAuth>, ProviderError> {
         let renew = match refresh {
             true => Renew::IfStill(self.generation.load(Ordering::Acquire)),
             false => Renew::IfStale,
         };
         let password = self.token(renew).await?.secret;
-        Ok(GitAuth {
+        Ok(Some(GitAuth {
             username: GIT_USERNAME.to_string(),
             password,
-        })
+        }))
     }
 
     async fn login_check(&self, owner: Option<&str>) -> Result<String, ProviderError> {

@@ -236,8 +236,13 @@ pub trait Provider: Send + Sync + Debug {
 
     /// Credentials for cloning `repo` (a host may scope tokens per repository or
     /// installation). Cached while they have comfortably long to live; `refresh` forces new
-    /// ones (the caller saw the last ones refused).
-    async fn git_auth(&self, repo: &RemoteRepo, refresh: bool) -> Result<GitAuth, ProviderError>;
+    /// ones (the caller saw the last ones refused). `None`: the host is cloned without
+    /// credentials (a public repository of the `urls` provider with no netrc entry).
+    async fn git_auth(
+        &self,
+        repo: &RemoteRepo,
+        refresh: bool,
+    ) -> Result<Option<GitAuth>, ProviderError>;
 
     /// For `git-offsite login`: proves the credentials with a fresh request and, with an
     /// owner, that its repositories can be listed. `Ok` is one line telling the user so.

@@ -103,11 +103,19 @@ pub async fn a_token_expiring_mid_run_is_renewed(f: &dyn HostFixture) {
     f.add_repos("acme", &slugs(2));
     let provider = f.provider();
     let repos = provider.list_repos("acme").await.unwrap().repos;
-    let before = provider.git_auth(&repos[0], false).await.unwrap();
+    let before = provider
+        .git_auth(&repos[0], false)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials");
     f.expire_credentials();
     let again = provider.list_repos("acme").await.unwrap().repos;
     assert_eq!(listed(&again), listed(&repos));
-    let after = provider.git_auth(&repos[1], true).await.unwrap();
+    let after = provider
+        .git_auth(&repos[1], true)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials");
     assert_ne!(
         after.password.expose(),
         before.password.expose(),
