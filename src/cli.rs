@@ -22,6 +22,9 @@ Examples:
   # ... into MinIO or another S3-compatible store
   AWS_ENDPOINT_URL_S3=https://minio:9000 git-offsite backup --owner acme --dest s3://backups/git
 
+  # A few repositories by URL, no account (credentials, if any, from a netrc file)
+  git-offsite backup --provider urls --owner mirrors --url https://github.com/octocat/Hello-World.git
+
   # Store the OAuth consumer once, interactively
   git-offsite login --owner acme
 

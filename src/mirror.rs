@@ -109,6 +109,12 @@ pub struct Mirror {
 pub enum MirrorError {
     #[error("the git server refused the credentials for {url}")]
     AuthRejected { url: String },
+    /// The server wants credentials and the provider has none for this host (`urls` without a
+    /// netrc entry): nothing to renew.
+    #[error(
+        "{url} requires credentials and none are configured for its host (a `machine` entry in --netrc)"
+    )]
+    CredentialsRequired { url: String },
     #[error("fetch of {url} was cancelled")]
     Cancelled { url: String },
     /// The repository's `--repo-timeout` passed while the fetch ran.
@@ -393,7 +399,8 @@ pub(crate) fn auth_error(message: &str) -> git2::Error {
 
 /// Turns libgit2's error into ours. Order matters: a cancelled fetch fails with whatever error
 /// the aborted transfer produced, and a refused token shows up as our own callback error, as
-/// libgit2's replay limit, or as a plain 401, depending on where the server said no.
+/// libgit2's replay limit, or as a plain 401, depending on where the server said no. `secret`
+/// is the password sent, empty when there were no credentials to send.
 fn classify(
     e: git2::Error,
     url: String,
@@ -416,7 +423,10 @@ fn classify(
         || message.contains("status code: 401")
         || message.contains("authentication required")
     {
-        return MirrorError::AuthRejected { url };
+        return match secret.is_empty() {
+            true => MirrorError::CredentialsRequired { url },
+            false => MirrorError::AuthRejected { url },
+        };
     }
     if is_network(&e, &message) {
         return MirrorError::Network { url, message };
@@ -519,14 +529,21 @@ mod tests {
 
     #[test]
     fn replay_limit_is_an_auth_failure() {
-        let e = git2::Error::new(
-            ErrorCode::GenericError,
-            ErrorClass::Http,
-            "too many redirects or authentication replays",
-        );
+        let replayed = || {
+            git2::Error::new(
+                ErrorCode::GenericError,
+                ErrorClass::Http,
+                "too many redirects or authentication replays",
+            )
+        };
         assert!(matches!(
-            classify(e, "u".into(), 1, &CancellationToken::new(), ""),
+            classify(replayed(), "u".into(), 1, &CancellationToken::new(), "tok"),
             MirrorError::AuthRejected { .. }
+        ));
+        // No credentials sent: nothing was refused, none are configured.
+        assert!(matches!(
+            classify(replayed(), "u".into(), 1, &CancellationToken::new(), ""),
+            MirrorError::CredentialsRequired { .. }
         ));
     }
 }

@@ -24,4 +24,5 @@ mod restore;
 mod security;
 mod snapshots;
 mod store;
+mod urls;
 mod verify;

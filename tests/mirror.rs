@@ -347,11 +347,15 @@ fn a_refused_token_fails_fast_without_leaking_it() {
 }
 
 #[test]
-fn no_credentials_for_a_server_that_wants_them_is_an_auth_failure() {
+fn no_credentials_for_a_server_that_wants_them_says_none_are_configured() {
     let (url, _requests) = always_401_server();
     let tmp = tempfile::tempdir().unwrap();
     let err = fetch_into(&tmp.path().join("m.git"), &url).unwrap_err();
-    assert!(matches!(err, MirrorError::AuthRejected { .. }), "{err:?}");
+    // Not "refused": nothing was sent, so there is nothing to renew either.
+    assert!(
+        matches!(err, MirrorError::CredentialsRequired { .. }),
+        "{err:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

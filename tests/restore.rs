@@ -13,7 +13,7 @@ use crate::support::s3::TestS3;
 
 /// What stock git says about a restored repository: every ref and HEAD equal to the source,
 /// `fsck --strict` clean, and (non-bare) a clean working tree on the default branch.
-fn assert_restored(dir: &Path, source: &Path, branch: &str, bare: bool) {
+pub(crate) fn assert_restored(dir: &Path, source: &Path, branch: &str, bare: bool) {
     assert_eq!(
         show_refs(dir),
         show_refs(source),

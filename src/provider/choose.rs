@@ -11,6 +11,7 @@ use url::Url;
 
 use super::Provider;
 use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
+use super::urls::{self, UrlsArgs, UrlsSettings};
 use crate::config::url::UrlSource;
 use crate::config::{ConfigError, CredentialRefs, FileConfig};
 use crate::error::Error;
@@ -25,6 +26,9 @@ pub struct ProviderArgs {
 
     #[command(flatten)]
     pub bitbucket: BitbucketArgs,
+
+    #[command(flatten)]
+    pub urls: UrlsArgs,
 }
 
 /// The hosts git-offsite can list repositories on.
@@ -33,6 +37,8 @@ pub enum ProviderKind {
     /// Bitbucket Cloud (an OAuth consumer's client credentials).
     #[default]
     Bitbucket,
+    /// Plain git URLs (`--url`, `--url-file`), credentials from a netrc file or none.
+    Urls,
 }
 
 impl ProviderKind {
@@ -40,6 +46,7 @@ impl ProviderKind {
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::Bitbucket => "bitbucket",
+            ProviderKind::Urls => "urls",
         }
     }
 
@@ -62,9 +69,12 @@ impl ProviderKind {
 
 /// One provider's checked settings: endpoints and options, no credentials (those are found
 /// per source, when the provider is built).
+// Built once per source and never moved in a loop: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
     Bitbucket(BitbucketEndpoints),
+    Urls(UrlsSettings),
 }
 
 impl ProviderConfig {
@@ -77,12 +87,14 @@ impl ProviderConfig {
             ProviderKind::Bitbucket => {
                 ProviderConfig::Bitbucket(BitbucketEndpoints::new(&args.bitbucket, file)?)
             }
+            ProviderKind::Urls => ProviderConfig::Urls(UrlsSettings::new(&args.urls, file)?),
         })
     }
 
     pub fn kind(&self) -> ProviderKind {
         match self {
             ProviderConfig::Bitbucket(_) => ProviderKind::Bitbucket,
+            ProviderConfig::Urls(_) => ProviderKind::Urls,
         }
     }
 
@@ -90,6 +102,7 @@ impl ProviderConfig {
     pub fn dialed(&self) -> Vec<(UrlSource, &Url)> {
         match self {
             ProviderConfig::Bitbucket(e) => e.dialed(),
+            ProviderConfig::Urls(u) => u.dialed(),
         }
     }
 }
@@ -127,6 +140,7 @@ pub fn build(
             let creds = bitbucket::consumer::for_run(&args.bitbucket, env, refs)?;
             Box::new(bitbucket::build(endpoints, retry, creds)?)
         }
+        ProviderConfig::Urls(settings) => Box::new(urls::build(settings)?),
     })
 }
 
@@ -155,6 +169,14 @@ pub fn for_login(
                 table: bitbucket::consumer::section(&creds),
                 provider: Box::new(bitbucket::build(endpoints, retry, creds)?),
             }
+        }
+        ProviderConfig::Urls(_) => {
+            return Err(ConfigError::Other(
+                "`login` has nothing to store for --provider urls: its git credentials come \
+                 from a --netrc file"
+                    .into(),
+            )
+            .into());
         }
     })
 }

@@ -9,6 +9,7 @@
 pub mod bitbucket;
 pub mod choose;
 pub mod http;
+pub mod urls;
 
 use std::fmt::Debug;
 

@@ -8,6 +8,7 @@ pub mod consistency;
 pub mod git;
 pub mod git_http;
 pub mod harness;
+pub mod plain_git;
 pub mod provider_contract;
 pub mod readback;
 pub mod s3;
