@@ -11,6 +11,7 @@ mod encrypt;
 mod faults;
 mod incremental;
 mod infra;
+mod integrity;
 mod leaks;
 mod lock;
 mod mirror;

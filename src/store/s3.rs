@@ -4,7 +4,9 @@
 //! the SDK's defaults assume AWS:
 //! - checksums only `WhenRequired`: since aws-sdk-s3 1.69 every PutObject/UploadPart carries a
 //!   CRC32 (header or aws-chunked trailer) and every GetObject asks for one; MinIO, R2, B2,
-//!   older Garage and Ceph reject or mis-handle those requests;
+//!   older Garage and Ceph reject or mis-handle those requests. Uploads carry the checksum
+//!   they all accept, `Content-MD5`, instead, and a `BadDigest` answer is retried like a 500
+//!   (`digest.rs`);
 //! - path-style addressing whenever a custom endpoint is in effect (flag, `AWS_ENDPOINT_URL_S3`
 //!   or `AWS_ENDPOINT_URL`), since `bucket.host` rarely resolves for self-hosted stores;
 //! - every request bounded: [`CONNECT_TIMEOUT`] to connect, and [`S3Options::timeout`]
@@ -42,6 +44,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use self::body::source_body;
+use self::digest::{CorruptedInFlight, content_md5, source_md5};
 use self::errors::redact_userinfo;
 use self::write::Writes;
 use super::{
@@ -53,6 +56,7 @@ mod body;
 mod conditional;
 mod copy;
 mod delete;
+mod digest;
 mod errors;
 mod lock;
 mod multipart;
@@ -188,6 +192,7 @@ impl S3Store {
             .force_path_style(path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_classifier(CorruptedInFlight)
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
@@ -275,14 +280,14 @@ impl S3Store {
         opts: &PutOptions,
     ) -> Result<(), StoreError> {
         let size = source.size();
-        let md5 = self.md5_of_source(source, 0, size).await?;
+        let md5 = source_md5(source, 0, size).await?;
         let body = source_body(source, 0, size).await?;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(to_i64(size))
-            .set_content_md5(md5)
+            .content_md5(md5)
             .with_writes(&self.writes)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(opts))
@@ -336,7 +341,7 @@ impl Store for S3Store {
         let err = match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) if self.writes.object_lock.is_some() => return self.check_object_lock().await,
             Ok(_) => {
-                // Whether uploads need a checksum and deletes must go by version.
+                // Whether deletes must go by version.
                 self.bucket_has_lock().await;
                 return Ok(());
             }
@@ -374,7 +379,7 @@ impl Store for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(to_i64(len))
-            .set_content_md5(self.md5_of_bytes(&data))
+            .content_md5(content_md5(&data))
             .with_writes(&self.writes)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(opts))

@@ -1,8 +1,8 @@
 //! A real S3 server for tests: `s3s-fs` over HTTP on 127.0.0.1:0, in-process, one per test,
 //! with SigV4 checked by `SimpleAuth`. Requests go through a thin layer first (`faults.rs`) that
 //! acts like the S3-compatible stores that broke on the SDK's defaults, injects faults, counts
-//! requests and serialises conditional writes; S3 Object Lock is emulated on buckets marked so
-//! ([`TestS3::enable_object_lock`]; `lock.rs`).
+//! requests, checks `Content-MD5` as S3 does (`digest.rs`) and serialises conditional writes;
+//! S3 Object Lock is emulated on buckets marked so ([`TestS3::enable_object_lock`]; `lock.rs`).
 //!
 //! s3s-fs 0.14.1 has no ListMultipartUploads, so [`Tracked`] wraps it, remembering what
 //! CreateMultipartUpload started; an upload is open while s3s-fs's `.upload-<id>.json` exists.
@@ -39,8 +39,12 @@ use tokio_util::sync::CancellationToken;
 use self::faults::{Faults, serve};
 use self::lock::LockEmulation;
 
+mod digest;
 mod faults;
 mod lock;
+mod wire;
+
+pub use self::digest::{CheckedUpload, Flip};
 
 pub const ACCESS_KEY: &str = "git-offsite-test-ak";
 /// Distinctive, so a test can grep output for a leaked secret.
@@ -567,15 +571,8 @@ s3_impl! {
             let retention = self.lock.upload_retention(&i.upload_id);
             let checksum = has_checksum!(i);
             LockEmulation::require_checksum("Upload Part", &retention, checksum)?;
-            let md5 = i.content_md5.clone();
-            let resp = self.fs.upload_part(req).await?;
-            // s3s-fs checks Content-MD5 only on PutObject; a part's ETag is its MD5.
-            if let (Some(md5), Some(tag)) = (md5, resp.output.e_tag.as_ref())
-                && !lock::md5_matches(&md5, tag.value())
-            {
-                return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
-            }
-            Ok(resp)
+            // Content-MD5 is checked in front of s3s-fs (`digest.rs`).
+            self.fs.upload_part(req).await
         }
 
         async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {

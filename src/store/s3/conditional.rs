@@ -8,14 +8,14 @@
 //! silently overwrite; the lock probes for that (see `backup::lock`), not this file.
 //!
 //! Like every other write they carry the run's encryption and storage class, but never Object
-//! Lock retention (see [`S3Store::put_conditional`]), and always a `Content-MD5` (a bucket with
-//! default retention demands one; every store accepts it).
+//! Lock retention (see [`S3Store::put_conditional`]), and a `Content-MD5` as every upload does.
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::write::{WriteOptions, Writes, content_md5};
+use super::digest::content_md5;
+use super::write::{WriteOptions, Writes};
 use super::{HttpResponse, S3Store, metadata, to_i64};
 use crate::store::{Key, PutOptions, StoreError, Version, Versioned};
 

@@ -10,10 +10,8 @@
 //! operation's interceptors come before the ones `customize()` adds).
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-use base64::Engine as _;
-use md5::{Digest, Md5};
-
 use super::S3Store;
+use super::digest::content_md5;
 use crate::store::{DeleteFailure, Key, MAX_DELETE_BATCH, StoreError};
 
 impl S3Store {
@@ -128,7 +126,7 @@ fn content_md5_instead_of_crc32(req: &mut aws_sdk_s3::config::http::HttpRequest)
     let Some(body) = req.body().bytes() else {
         return;
     };
-    let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(body));
+    let md5 = content_md5(body);
     let headers = req.headers_mut();
     headers.remove("x-amz-checksum-crc32");
     headers.remove("x-amz-sdk-checksum-algorithm");

@@ -6,6 +6,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 
+use super::digest::corrupted_in_flight;
 use super::{HttpResponse, S3Store};
 use crate::store::StoreError;
 
@@ -45,6 +46,15 @@ impl S3Store {
             (_, Some("NoSuchBucket")) => StoreError::BucketNotFound {
                 bucket: self.bucket.clone(),
                 endpoint: self.endpoint_label(),
+            },
+            (_, code) if corrupted_in_flight(code) => StoreError::Request {
+                op,
+                key: target,
+                message: format!(
+                    "{}; the store received other bytes than were sent, on every attempt: something \
+                     between this machine and the store (a proxy, the network, memory) damages uploads",
+                    f.message
+                ),
             },
             (Some(301), _) | (_, Some("PermanentRedirect" | "AuthorizationHeaderMalformed")) => {
                 StoreError::Misconfigured {

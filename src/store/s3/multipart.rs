@@ -11,6 +11,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt, TryStreamExt};
 
 use super::body::source_body;
+use super::digest::source_md5;
 use super::errors::chain;
 use super::write::Writes;
 use super::{
@@ -117,7 +118,7 @@ impl S3Store {
         part: Part,
         opts: &PutOptions,
     ) -> Result<CompletedPart, StoreError> {
-        let md5 = self.md5_of_source(source, part.offset, part.len).await?;
+        let md5 = source_md5(source, part.offset, part.len).await?;
         let body = source_body(source, part.offset, part.len).await?;
         let out = self
             .client
@@ -127,7 +128,7 @@ impl S3Store {
             .upload_id(upload_id)
             .part_number(part.number)
             .content_length(to_i64(part.len))
-            .set_content_md5(md5)
+            .content_md5(md5)
             .body(body)
             .send()
             .await

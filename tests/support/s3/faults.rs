@@ -13,7 +13,11 @@
 //!   operation;
 //! - conditional writes (`If-None-Match`, `If-Match`): s3s-fs honours both but checks and
 //!   writes in two steps, so the layer runs them one at a time, which makes them atomic as on
-//!   AWS (412 PreconditionFailed for the loser).
+//!   AWS (412 PreconditionFailed for the loser);
+//! - every PutObject and UploadPart body checked against its `Content-MD5` as S3 checks it,
+//!   and bodies damaged in flight on demand (`digest.rs`).
+//!
+//! Which operation a request is and S3's error answers are `wire.rs`'s.
 //!
 //! The test's own requests (the helper access key) pass through untouched, so they neither
 //! count nor trip faults.
@@ -26,13 +30,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode};
 use s3s::service::S3Service;
 
+use super::digest::{self, Checked, Digests};
+use super::wire::{checksum_header, internal_error, operation, refuse, reset_on_close};
 use super::{HELPER_ACCESS_KEY, TestS3};
 
 impl TestS3 {
-    fn faults(&self) -> &Faults {
+    pub(super) fn faults(&self) -> &Faults {
         &self
             .local
             .as_ref()
@@ -176,6 +182,7 @@ impl TestS3 {
         *f.hang.lock().unwrap() = None;
         f.scripted.lock().unwrap().clear();
         *f.truncate_bundles.lock().unwrap() = None;
+        f.digests.clear_flips();
     }
 
     /// Requests seen for `op` (`"UploadPart"`, `"PutObject"`, …), faulted ones included.
@@ -212,11 +219,12 @@ impl TestS3 {
         self.faults().headers.lock().unwrap().clone()
     }
 
-    /// Forgets the recorded headers and request counts.
+    /// Forgets the recorded headers, request counts and checked uploads.
     pub fn clear_recorded(&self) {
         let f = self.faults();
         f.headers.lock().unwrap().clear();
         f.counts.lock().unwrap().clear();
+        f.digests.clear_recorded();
     }
 
     /// What strict mode refused, as `"<op>: <header>"`.
@@ -256,6 +264,8 @@ pub(super) struct Faults {
     truncate_bundles: Mutex<Option<PathBuf>>,
     /// Held across every conditional write (see [`handle`]).
     conditional: tokio::sync::Mutex<()>,
+    /// Content-MD5 checks and damaged bodies (`digest.rs`).
+    pub(super) digests: Arc<Digests>,
 }
 
 impl Faults {
@@ -414,7 +424,7 @@ async fn handle(
         || req.headers().contains_key(hyper::header::IF_MATCH));
     if conditional {
         let _one_at_a_time = faults.conditional.lock().await;
-        return service.call(req.map(s3s::Body::from)).await;
+        return forward(&faults, &service, op, req).await;
     }
     let truncate = faults.truncate_bundles.lock().unwrap().clone();
     if let Some(bucket_dir) = truncate
@@ -424,7 +434,7 @@ async fn handle(
         // The store acknowledges the write and keeps a shorter object, as a broken backend
         // or a full disk behind a gateway might.
         let path = req.uri().path().trim_start_matches('/').to_string();
-        let resp = service.call(req.map(s3s::Body::from)).await;
+        let resp = forward(&faults, &service, op, req).await;
         if let Some(key) = path.split_once('/').map(|(_, k)| k) {
             let file = bucket_dir.join(key);
             if let Ok(bytes) = std::fs::read(&file) {
@@ -434,7 +444,7 @@ async fn handle(
         return resp;
     }
     if op != "UploadPart" {
-        return service.call(req.map(s3s::Body::from)).await;
+        return forward(&faults, &service, op, req).await;
     }
 
     let n = faults.parts_seen.fetch_add(1, Ordering::SeqCst) + 1;
@@ -449,7 +459,32 @@ async fn handle(
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    service.call(req.map(s3s::Body::from)).await
+    forward(&faults, &service, op, req).await
+}
+
+/// Hands the request to s3s-fs, a PutObject's or UploadPart's body through the digest check
+/// (`digest.rs`): a body that arrived damaged is answered `400 BadDigest`, with nothing stored.
+async fn forward(
+    faults: &Arc<Faults>,
+    service: &S3Service,
+    op: &'static str,
+    req: Request<Incoming>,
+) -> HttpResult {
+    let upload = matches!(
+        operation(req.method(), req.uri()),
+        "PutObject" | "UploadPart"
+    ) && !req.headers().contains_key("x-amz-copy-source");
+    match digest::check(&faults.digests, op, upload, req).await {
+        Checked::Unchecked(req) => service.call(req).await,
+        Checked::Answered(resp) => Ok(resp),
+        Checked::Checked(req, verdict) => {
+            let resp = service.call(req).await;
+            match &*verdict.lock().unwrap() {
+                Some(v) if v.bad_digest => Ok(digest::bad_digest()),
+                _ => resp,
+            }
+        }
+    }
 }
 
 /// A one-shot fault for one request of an operation.
@@ -459,167 +494,11 @@ enum Scripted {
     Reset,
 }
 
-/// `SO_LINGER` 0: closing the socket sends RST instead of FIN, as a crashed peer's kernel does.
-fn reset_on_close(fd: RawFd) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `fd` is the live socket of the connection this request arrived on; the option
-    // value is a properly sized `linger`.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-}
-
 /// Counts down when the request ends, also if the client hangs up mid-way.
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// An S3-style XML error. The request body is read first: answering before the client has
-/// sent it makes the client see a broken pipe instead of the status.
-async fn refuse(
-    req: Request<Incoming>,
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    bucket_region: Option<&str>,
-) -> Response<s3s::Body> {
-    let head = req.method() == Method::HEAD;
-    drain(req.into_body()).await;
-    let body = if head {
-        String::new()
-    } else {
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-        )
-    };
-    let mut resp = Response::builder()
-        .status(status)
-        .header("content-type", "application/xml");
-    if let Some(r) = bucket_region {
-        resp = resp.header("x-amz-bucket-region", r);
-    }
-    resp.body(s3s::Body::from(body)).unwrap()
-}
-
-/// An injected `500 InternalError`, which the SDK retries.
-async fn internal_error(req: Request<Incoming>) -> Response<s3s::Body> {
-    let msg = "We encountered an internal error. Please try again. (injected)";
-    refuse(
-        req,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalError",
-        msg,
-        None,
-    )
-    .await
-}
-
-async fn drain(body: Incoming) {
-    use hyper::body::Body as _;
-    let mut body = std::pin::pin!(body);
-    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        if frame.is_err() {
-            break;
-        }
-    }
-}
-
-/// The first header that asks for or carries a flexible checksum.
-fn checksum_header(headers: &hyper::HeaderMap) -> Option<String> {
-    for (name, value) in headers {
-        let n = name.as_str();
-        if n.starts_with("x-amz-checksum-")
-            || n == "x-amz-sdk-checksum-algorithm"
-            || n == "x-amz-trailer"
-        {
-            return Some(n.to_string());
-        }
-        if n == "content-encoding" && value.to_str().is_ok_and(|v| v.contains("aws-chunked")) {
-            return Some("content-encoding: aws-chunked".into());
-        }
-    }
-    None
-}
-
-/// The S3 operation of a path-style request.
-fn operation(method: &Method, uri: &Uri) -> &'static str {
-    let path = uri.path().trim_start_matches('/');
-    let has_key = path.split_once('/').is_some_and(|(_, k)| !k.is_empty());
-    let query: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .map(|p| p.split('=').next().unwrap_or(""))
-        .collect();
-    let q = |name: &str| query.contains(&name);
-    match (method.as_str(), has_key) {
-        ("PUT", true) if q("partNumber") && q("uploadId") => "UploadPart",
-        ("PUT", true) => "PutObject",
-        ("PUT", false) => "CreateBucket",
-        ("POST", true) if q("uploads") => "CreateMultipartUpload",
-        ("POST", true) if q("uploadId") => "CompleteMultipartUpload",
-        ("POST", false) if q("delete") => "DeleteObjects",
-        ("DELETE", true) if q("uploadId") => "AbortMultipartUpload",
-        ("DELETE", true) => "DeleteObject",
-        ("DELETE", false) => "DeleteBucket",
-        ("GET", false) if q("uploads") => "ListMultipartUploads",
-        ("GET", false) if q("object-lock") => "GetObjectLockConfiguration",
-        ("GET", false) if q("list-type") => "ListObjectsV2",
-        ("GET", false) => "ListObjects",
-        ("GET", true) if q("uploadId") => "ListParts",
-        ("GET", true) => "GetObject",
-        ("HEAD", false) => "HeadBucket",
-        ("HEAD", true) => "HeadObject",
-        _ => "Other",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operations_are_recognised_from_path_style_requests() {
-        let op = |m: Method, u: &str| operation(&m, &u.parse::<Uri>().unwrap());
-        assert_eq!(
-            op(Method::PUT, "/b/k/x.bundle?partNumber=2&uploadId=u"),
-            "UploadPart"
-        );
-        assert_eq!(op(Method::PUT, "/b/k/x.bundle"), "PutObject");
-        assert_eq!(op(Method::POST, "/b/k?uploads"), "CreateMultipartUpload");
-        assert_eq!(
-            op(Method::POST, "/b/k?uploadId=u"),
-            "CompleteMultipartUpload"
-        );
-        assert_eq!(
-            op(Method::DELETE, "/b/k?uploadId=u"),
-            "AbortMultipartUpload"
-        );
-        assert_eq!(
-            op(Method::GET, "/b?uploads&prefix=x"),
-            "ListMultipartUploads"
-        );
-        assert_eq!(op(Method::GET, "/b?list-type=2&prefix=x"), "ListObjectsV2");
-        assert_eq!(
-            op(Method::GET, "/b?object-lock"),
-            "GetObjectLockConfiguration"
-        );
-        assert_eq!(op(Method::HEAD, "/b"), "HeadBucket");
-        assert_eq!(op(Method::HEAD, "/b/"), "HeadBucket");
-        assert_eq!(op(Method::HEAD, "/b/k"), "HeadObject");
-        assert_eq!(op(Method::GET, "/b/k?x-id=GetObject"), "GetObject");
     }
 }

@@ -307,12 +307,3 @@ fn remove_file(path: &PathBuf) {
         std::fs::remove_file(path).unwrap();
     }
 }
-
-/// `Content-MD5` (base64) against the part's ETag (hex MD5, as s3s-fs computes it).
-pub(super) fn md5_matches(content_md5: &str, e_tag: &str) -> bool {
-    use base64::Engine;
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(content_md5) else {
-        return false;
-    };
-    hex::encode(raw) == e_tag.trim_matches('"')
-}
