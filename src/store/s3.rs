@@ -110,6 +110,8 @@ pub struct S3Store {
     writes: WriteOptions,
     /// Whether the bucket has Object Lock, once asked (see `lock.rs`); shared by clones.
     lock_enabled: Arc<tokio::sync::OnceCell<bool>>,
+    /// Failed uploads whose abort failed too, to abort later (see `multipart.rs`).
+    unaborted: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     cancel: CancellationToken,
 }
 

@@ -108,6 +108,7 @@ impl S3Store {
             delete_batch: opts.delete_batch.clamp(1, MAX_DELETE_BATCH),
             writes: opts.writes,
             lock_enabled: Arc::default(),
+            unaborted: Arc::default(),
             cancel,
         })
     }

@@ -1,6 +1,12 @@
 //! Multipart uploads: how a file is cut into parts, sending them with bounded concurrency,
 //! and making sure every upload ends completed or aborted (S3 bills the parts of an open
 //! upload until someone aborts it), plus the sweep for uploads a crashed run left open.
+//!
+//! A failure that outlasts the SDK's retries, such as a store restarting, usually also fails
+//! the abort that follows at once. Such an upload is remembered and its abort tried again
+//! before the next multipart upload starts and after each one completes: once the store is
+//! back it goes, instead of staying open (and billed) until the next run's sweep. Each try is
+//! one more request under the client's retry policy, never a retry loop of its own.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -62,6 +68,7 @@ impl S3Store {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<Vec<CompletedPart>, StoreError>>,
     {
+        self.abort_unaborted().await;
         let created = self
             .client
             .create_multipart_upload()
@@ -102,12 +109,30 @@ impl S3Store {
         if result.is_err()
             && let Err(e) = self.abort(key.as_str(), upload_id).await
         {
-            tracing::warn!(key = %key, error = %e, "could not abort the failed multipart upload; the next run sweeps it");
+            tracing::warn!(key = %key, error = %e, "could not abort the failed multipart upload; trying again after the next upload, else the next run sweeps it");
+            (self.unaborted.lock().unwrap()).push((key.to_string(), upload_id.to_string()));
         }
         // Disarmed only now: if this future is dropped while the abort above is in flight, the
         // guard still sends one.
         guard.disarm();
+        if result.is_ok() {
+            self.abort_unaborted().await;
+        }
         result
+    }
+
+    /// Tries once more to abort the uploads whose abort failed; keeps those that fail again.
+    async fn abort_unaborted(&self) {
+        let pending = std::mem::take(&mut *self.unaborted.lock().unwrap());
+        for (key, id) in pending {
+            match self.abort(&key, &id).await {
+                Ok(()) => tracing::info!(key = %key, upload_id = %id, "aborted a failed multipart upload"),
+                Err(e) => {
+                    tracing::debug!(key = %key, error = %e, "still cannot abort the failed multipart upload");
+                    self.unaborted.lock().unwrap().push((key, id));
+                }
+            }
+        }
     }
 
     async fn upload_part(
