@@ -112,7 +112,6 @@ impl S3Store {
             cancel,
         })
     }
-
 }
 
 /// The endpoint the SDK will use, mirroring `aws_sdk_s3::config::Builder::from(&SdkConfig)`:

@@ -9,10 +9,10 @@
 //! interceptor that added the CRC32 belongs to the operation and runs before ours (the
 //! operation's interceptors come before the ones `customize()` adds).
 
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use super::S3Store;
 use super::digest::content_md5;
 use crate::store::{DeleteFailure, Key, MAX_DELETE_BATCH, StoreError};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 impl S3Store {
     pub(super) async fn delete_batches(

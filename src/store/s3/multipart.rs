@@ -126,7 +126,9 @@ impl S3Store {
         let pending = std::mem::take(&mut *self.unaborted.lock().unwrap());
         for (key, id) in pending {
             match self.abort(&key, &id).await {
-                Ok(()) => tracing::info!(key = %key, upload_id = %id, "aborted a failed multipart upload"),
+                Ok(()) => {
+                    tracing::info!(key = %key, upload_id = %id, "aborted a failed multipart upload")
+                }
                 Err(e) => {
                     tracing::debug!(key = %key, error = %e, "still cannot abort the failed multipart upload");
                     self.unaborted.lock().unwrap().push((key, id));

@@ -98,7 +98,10 @@ impl TestS3 {
     /// Damages the body of `op` requests (`"PutObject"` or `"UploadPart"`) whose path contains
     /// `path_part`: one byte inverted on the way in, after the client hashed it.
     pub fn flip_a_byte(&self, op: &'static str, path_part: &str, how: Flip) {
-        assert!(matches!(op, "PutObject" | "UploadPart"), "{op} has no body to damage");
+        assert!(
+            matches!(op, "PutObject" | "UploadPart"),
+            "{op} has no body to damage"
+        );
         self.faults().digests.rules.lock().unwrap().push(Rule {
             op,
             path_part: path_part.to_string(),
@@ -181,7 +184,12 @@ pub(super) async fn check(
         verdict: verdict.clone(),
         digests: digests.clone(),
     };
-    let req = req.map(|inner| s3s::Body::http_body(Inner { inner, hashed: body }));
+    let req = req.map(|inner| {
+        s3s::Body::http_body(Inner {
+            inner,
+            hashed: body,
+        })
+    });
     Checked::Checked(req, verdict)
 }
 
