@@ -116,9 +116,9 @@ impl TestS3 {
 }
 
 /// A request ready for s3s-fs, and for a PutObject or UploadPart the check of its body.
-pub(super) enum Checked {
-    Unchecked(Request<s3s::Body>),
-    Checked(Request<s3s::Body>, Arc<Mutex<Option<CheckedUpload>>>),
+pub(super) enum Forward {
+    Plain(Request<s3s::Body>),
+    Hashed(Request<s3s::Body>, Arc<Mutex<Option<CheckedUpload>>>),
     /// The request is answered here (`InvalidDigest`).
     Answered(hyper::Response<s3s::Body>),
 }
@@ -129,9 +129,9 @@ pub(super) async fn check(
     op: &'static str,
     upload: bool,
     req: Request<Incoming>,
-) -> Checked {
+) -> Forward {
     if !upload {
-        return Checked::Unchecked(req.map(s3s::Body::from));
+        return Forward::Plain(req.map(s3s::Body::from));
     }
     let path = req.uri().path().to_string();
     let part = req.uri().query().and_then(|q| {
@@ -150,7 +150,7 @@ pub(super) async fn check(
         Some(None) => {
             drain(req.into_body()).await;
             let msg = "The Content-MD5 you specified was invalid.";
-            return Checked::Answered(error_response(
+            return Forward::Answered(error_response(
                 StatusCode::BAD_REQUEST,
                 "InvalidDigest",
                 msg,
@@ -190,7 +190,7 @@ pub(super) async fn check(
             hashed: body,
         })
     });
-    Checked::Checked(req, verdict)
+    Forward::Hashed(req, verdict)
 }
 
 /// The answer to a request whose body arrived with a digest other than its `Content-MD5`.

@@ -33,7 +33,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use s3s::service::S3Service;
 
-use super::digest::{self, Checked, Digests};
+use super::digest::{self, Digests, Forward};
 use super::wire::{checksum_header, internal_error, operation, refuse, reset_on_close};
 use super::{HELPER_ACCESS_KEY, TestS3};
 
@@ -475,9 +475,9 @@ async fn forward(
         "PutObject" | "UploadPart"
     ) && !req.headers().contains_key("x-amz-copy-source");
     match digest::check(&faults.digests, op, upload, req).await {
-        Checked::Unchecked(req) => service.call(req).await,
-        Checked::Answered(resp) => Ok(resp),
-        Checked::Checked(req, verdict) => {
+        Forward::Plain(req) => service.call(req).await,
+        Forward::Answered(resp) => Ok(resp),
+        Forward::Hashed(req, verdict) => {
             let resp = service.call(req).await;
             match &*verdict.lock().unwrap() {
                 Some(v) if v.bad_digest => Ok(digest::bad_digest()),
