@@ -22,6 +22,7 @@ mod provider_contract;
 mod prune;
 mod reruns;
 mod restore;
+mod scale;
 mod security;
 mod snapshots;
 mod store;

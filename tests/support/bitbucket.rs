@@ -225,6 +225,8 @@ pub struct Stats {
     pub server_errors: u64,
     /// Most git requests in flight at once (a request ends when its body has been streamed).
     pub max_concurrent_git: u64,
+    /// Most `git-upload-pack` requests in flight at once (repositories being cloned).
+    pub max_concurrent_packs: u64,
     /// Authenticated requests to push targets (`git-receive-pack`).
     pub push_requests: u64,
 }
@@ -491,6 +493,7 @@ impl Emulator {
             unauthorized: get(&c.unauthorized),
             server_errors: get(&c.server_errors) + git.server_errors,
             max_concurrent_git: git.max_concurrent,
+            max_concurrent_packs: git.max_concurrent_packs,
             push_requests: get(&c.push_requests),
         }
     }

@@ -165,6 +165,8 @@ pub struct GitStats {
     pub server_errors: u64,
     /// Most git requests in flight at once (a request ends when its body has been streamed).
     pub max_concurrent: u64,
+    /// Most `POST git-upload-pack` requests in flight at once: repositories being cloned.
+    pub max_concurrent_packs: u64,
 }
 
 #[derive(Default)]
@@ -175,6 +177,8 @@ struct Counters {
     server_errors: AtomicU64,
     in_flight: AtomicU64,
     max_concurrent: AtomicU64,
+    packs_in_flight: AtomicU64,
+    max_concurrent_packs: AtomicU64,
 }
 
 /// Adds one to a counter (every emulator's counters are plain atomics).
@@ -260,8 +264,11 @@ impl GitHttp {
         let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         c.max_concurrent.fetch_max(now, Ordering::SeqCst);
         bump(&c.requests);
-        if req.endpoint == Endpoint::UploadPack {
+        let pack = req.endpoint == Endpoint::UploadPack;
+        if pack {
             bump(&c.pack_requests);
+            let now = c.packs_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            c.max_concurrent_packs.fetch_max(now, Ordering::SeqCst);
         }
         let gzip = req
             .headers
@@ -270,7 +277,10 @@ impl GitHttp {
         if gzip {
             bump(&c.gzip_requests);
         }
-        InFlight(self.counters.clone())
+        InFlight {
+            counters: self.counters.clone(),
+            pack,
+        }
     }
 
     /// Runs `git http-backend` for an authorised request; a CGI that cannot answer becomes a
@@ -291,6 +301,7 @@ impl GitHttp {
             pack_requests: get(&c.pack_requests),
             server_errors: get(&c.server_errors),
             max_concurrent: get(&c.max_concurrent),
+            max_concurrent_packs: get(&c.max_concurrent_packs),
         }
     }
 
@@ -434,11 +445,17 @@ impl GitHttp {
 }
 
 /// A git request in flight, from [`GitHttp::begin`] until its response body is done.
-pub struct InFlight(Arc<Counters>);
+pub struct InFlight {
+    counters: Arc<Counters>,
+    pack: bool,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.pack {
+            self.counters.packs_in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod git;
 pub mod git_http;
 pub mod harness;
 pub mod plain_git;
+pub mod procstat;
 pub mod provider_contract;
 pub mod readback;
 pub mod s3;
