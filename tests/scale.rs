@@ -39,6 +39,25 @@ const DATE: &str = "2026-11-24";
 const PAGELEN: usize = 100;
 /// Every 100th bundle (and the last) is downloaded and cloned with stock git.
 const READBACK_EVERY: usize = 100;
+/// Git requests one clone needs, as libgit2 makes them: the ref advertisement without
+/// credentials (answered 401 with a Basic challenge: libgit2 sends none before one), the ref
+/// advertisement again with them, and one `git-upload-pack` POST. Any retry would add more.
+const GIT_REQUESTS_PER_CLONE: u64 = 3;
+/// File descriptors one job holds at most: two sockets (its git connection, and the S3
+/// connection its single-PUT upload uses, which the client's pool then keeps) and three files
+/// (while the pack is indexed its `.pack` and `.idx`, and while uploading the file read from).
+/// Bundles here are single PUTs; a multipart upload holds up to `--parts-in-flight` sockets.
+const FDS_PER_JOB: u64 = 5;
+/// File descriptors the process holds whatever `--jobs` is: stdio, the runtime's epoll and
+/// event fds, the Bitbucket API and token connections (measured 11–14 before the first clone).
+const FDS_BASE: u64 = 16;
+/// What "no growth" allows between the median fd counts early and late in the run.
+const FD_DRIFT: u64 = 8;
+/// The README's bound for small repositories ("Scale"): a base (mostly the mapped test binary
+/// and the runtime) plus a little per job; the results kept for the manifest add a few KiB per
+/// repository, included here for 1,000.
+const RSS_BASE_MIB: u64 = 48;
+const RSS_PER_JOB_MIB: u64 = 1;
 
 /// The generated workspace: the base commit every repository shares, and each repository's
 /// own tip.
@@ -118,7 +137,9 @@ fn generate(dir: &Path, n: usize) -> Workspace {
         .map(|(i, tip)| {
             let slug = format!("repo-{i:04}");
             let path = dir.join(format!("{slug}.git"));
-            for sub in ["objects/info", "objects/pack", "refs/heads", "refs/tags"] {
+            // As few files as git needs (removing 1,000 repositories' files is a cost too):
+            // `HEAD`, `objects/`, `refs/`, and the refs in `packed-refs`.
+            for sub in ["objects/info", "refs"] {
                 std::fs::create_dir_all(path.join(sub)).unwrap();
             }
             let files = [
@@ -131,8 +152,10 @@ fn generate(dir: &Path, n: usize) -> Workspace {
                     "objects/info/alternates",
                     format!("{}\n", objects.display()),
                 ),
-                ("refs/heads/main", format!("{tip}\n")),
-                ("refs/tags/v1", format!("{base}\n")),
+                (
+                    "packed-refs",
+                    format!("{tip} refs/heads/main\n{base} refs/tags/v1\n"),
+                ),
             ];
             for (name, text) in files {
                 std::fs::write(path.join(name), text).unwrap();
@@ -261,13 +284,15 @@ async fn a_thousand_repositories_with_16_jobs_stay_bounded() {
     assert_eq!(stats.token_requests, 1, "one token for the whole run {see}");
     assert_eq!(stats.pack_requests, REPOS as u64, "one pack per repository {see}");
     assert_eq!(stats.rate_limited + stats.server_errors, 0, "{see}");
-    assert!(
-        stats.git_requests <= 3 * REPOS as u64,
-        "more than a clone's requests: {} {see}",
-        stats.git_requests
+    assert_eq!(stats.unauthorized, REPOS as u64, "one challenge per clone {see}");
+    assert_eq!(
+        stats.git_requests,
+        GIT_REQUESTS_PER_CLONE * REPOS as u64,
+        "git requests other than one clone per repository {see}"
     );
+    // At most --jobs clones at once, and --jobs really used (under load it reached 13–16).
     assert!(
-        stats.max_concurrent_packs <= JOBS,
+        (2..=JOBS).contains(&stats.max_concurrent_packs),
         "{} clones at once with --jobs {JOBS} {see}",
         stats.max_concurrent_packs
     );
@@ -276,11 +301,25 @@ async fn a_thousand_repositories_with_16_jobs_stay_bounded() {
     let early = profile.median_fds_between(0.1, 0.3);
     let late = profile.median_fds_between(0.7, 0.9);
     assert!(early > 0 && late > 0, "too few samples {see}");
-    assert!(late <= early + 8, "fds grew from {early} to {late} {see}");
-    assert!(profile.peak_fds() <= 1000, "{see}");
+    assert!(
+        late <= early + FD_DRIFT,
+        "median fds grew from {early} to {late} {see}"
+    );
+    let fd_bound = FDS_PER_JOB * JOBS + FDS_BASE;
+    assert!(
+        profile.peak_fds() <= fd_bound,
+        "{} fds at once, over {fd_bound} {see}",
+        profile.peak_fds()
+    );
 
     // Memory: within the documented bound.
-    assert!(profile.peak_hwm_kib() <= 1024 * 1024, "{see}");
+    let rss_bound = (RSS_BASE_MIB + RSS_PER_JOB_MIB * JOBS) * 1024;
+    assert!(
+        profile.peak_hwm_kib() <= rss_bound,
+        "peak RSS {:.1} MiB, over {} MiB {see}",
+        mib(profile.peak_hwm_kib()),
+        rss_bound / 1024
+    );
 
     let phase = Instant::now();
     drop((env, s3));
