@@ -93,7 +93,9 @@ fn sample(proc_dir: &std::path::Path, at: Duration) -> Option<Sample> {
     for fd in std::fs::read_dir(proc_dir.join("fd")).ok()?.flatten() {
         fds += 1;
         // An fd closed between listing and reading counts as a non-socket.
-        if std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:")) {
+        if std::fs::read_link(fd.path())
+            .is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        {
             sockets += 1;
         }
     }
