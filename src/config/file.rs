@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub retention: super::retention::RetentionSection,
     #[serde(default)]
     pub bitbucket: BitbucketSection,
+    #[serde(default)]
+    pub github: crate::provider::github::settings::GithubSection,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSection>,
     /// Where the file was read from; relative paths in it are relative to its directory.

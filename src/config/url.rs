@@ -88,6 +88,31 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// The host a provider's token may be sent to for git: `git_url` when given; for the host's
+/// own public API (`default_api`), its git host (`default_git`); else the API URL's scheme, host
+/// and port (a self-hosted server, a proxy or an emulator serves both).
+pub fn git_origin(
+    api_url: &Url,
+    git_url: Option<&Url>,
+    default_api: &str,
+    default_git: &str,
+) -> Url {
+    if let Some(u) = git_url {
+        return u.clone();
+    }
+    let default_api = Url::parse(default_api).expect("valid default URL");
+    if api_url.origin() == default_api.origin() {
+        return Url::parse(default_git).expect("valid default URL");
+    }
+    let mut origin = api_url.clone();
+    origin.set_path("/");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    let _ = origin.set_username("");
+    let _ = origin.set_password(None);
+    origin
+}
+
 /// Resolves each URL's host name once (IP literals need nothing), so a typo in a host name is
 /// a configuration error now rather than a transient failure retried for a minute. Skipped
 /// entirely when a proxy is configured: then only the proxy needs to resolve the names.

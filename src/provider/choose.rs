@@ -12,6 +12,7 @@ use url::Url;
 use super::Provider;
 use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
 use super::urls::{self, UrlsArgs, UrlsSettings};
+use super::github::{self, GithubArgs, GithubEndpoints};
 use crate::config::url::UrlSource;
 use crate::config::{ConfigError, CredentialRefs, FileConfig};
 use crate::error::Error;
@@ -29,6 +30,7 @@ pub struct ProviderArgs {
 
     #[command(flatten)]
     pub urls: UrlsArgs,
+    pub github: GithubArgs,
 }
 
 /// The hosts git-offsite can list repositories on.
@@ -39,6 +41,8 @@ pub enum ProviderKind {
     Bitbucket,
     /// Plain git URLs (`--url`, `--url-file`), credentials from a netrc file or none.
     Urls,
+    /// GitHub or GitHub Enterprise Server (a GitHub App installation, or a personal token).
+    Github,
 }
 
 impl ProviderKind {
@@ -47,6 +51,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Bitbucket => "bitbucket",
             ProviderKind::Urls => "urls",
+            ProviderKind::Github => "github",
         }
     }
 
@@ -75,6 +80,7 @@ impl ProviderKind {
 pub enum ProviderConfig {
     Bitbucket(BitbucketEndpoints),
     Urls(UrlsSettings),
+    Github(GithubEndpoints),
 }
 
 impl ProviderConfig {
@@ -88,6 +94,9 @@ impl ProviderConfig {
                 ProviderConfig::Bitbucket(BitbucketEndpoints::new(&args.bitbucket, file)?)
             }
             ProviderKind::Urls => ProviderConfig::Urls(UrlsSettings::new(&args.urls, file)?),
+            ProviderKind::Github => {
+                ProviderConfig::Github(GithubEndpoints::new(&args.github, file)?)
+            }
         })
     }
 
@@ -95,6 +104,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Bitbucket(_) => ProviderKind::Bitbucket,
             ProviderConfig::Urls(_) => ProviderKind::Urls,
+            ProviderConfig::Github(_) => ProviderKind::Github,
         }
     }
 
@@ -103,6 +113,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Bitbucket(e) => e.dialed(),
             ProviderConfig::Urls(u) => u.dialed(),
+            ProviderConfig::Github(e) => e.dialed(),
         }
     }
 }
@@ -141,6 +152,10 @@ pub fn build(
             Box::new(bitbucket::build(endpoints, retry, creds)?)
         }
         ProviderConfig::Urls(settings) => Box::new(urls::build(settings)?),
+        ProviderConfig::Github(endpoints) => {
+            let creds = github::creds::for_run(&args.github, env, &endpoints.file)?;
+            Box::new(github::build(endpoints, retry, creds)?)
+        }
     })
 }
 
@@ -177,6 +192,14 @@ pub fn for_login(
                     .into(),
             )
             .into());
+        }
+        ProviderConfig::Github(endpoints) => {
+            let creds = github::creds::for_login(&args.github, env, &endpoints.file)?;
+            ForLogin {
+                section: github::creds::SECTION,
+                table: github::creds::section(&creds),
+                provider: Box::new(github::build(endpoints, retry, creds)?),
+            }
         }
     })
 }

@@ -8,8 +8,10 @@
 
 pub mod bitbucket;
 pub mod choose;
+pub mod github;
 pub mod http;
 pub mod urls;
+pub mod renew;
 
 use std::fmt::Debug;
 
@@ -172,7 +174,7 @@ pub enum ProviderError {
     },
     /// The owner does not exist or is not visible to these credentials.
     #[error(
-        "{provider} {kind} `{owner}` was not found (or the OAuth consumer cannot see it): check --owner"
+        "{provider} {kind} `{owner}` was not found (or these credentials cannot see it): check --owner"
     )]
     OwnerNotFound {
         provider: &'static str,

@@ -71,20 +71,7 @@ pub struct BitbucketOptions {
 /// for bitbucket.org's API, else the API's own scheme, host and port (a proxy or an emulator
 /// serves both), unless `git_url` names another.
 pub fn expected_git_origin(api_url: &Url, git_url: Option<&Url>) -> Url {
-    if let Some(u) = git_url {
-        return u.clone();
-    }
-    let default_api = Url::parse(DEFAULT_API_URL).expect("valid default URL");
-    if api_url.origin() == default_api.origin() {
-        return Url::parse(DEFAULT_GIT_URL).expect("valid default URL");
-    }
-    let mut origin = api_url.clone();
-    origin.set_path("/");
-    origin.set_query(None);
-    origin.set_fragment(None);
-    let _ = origin.set_username("");
-    let _ = origin.set_password(None);
-    origin
+    url::git_origin(api_url, git_url, DEFAULT_API_URL, DEFAULT_GIT_URL)
 }
 
 impl BitbucketOptions {

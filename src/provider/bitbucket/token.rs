@@ -27,12 +27,11 @@ use crate::error::chain;
 use crate::http::BodyError;
 use crate::provider::ProviderError;
 use crate::provider::http::{Transient, Try, parse_retry_after, retrying};
+pub(super) use crate::provider::renew::Renew;
+use crate::provider::renew::needs_renewal;
 use crate::secret::Secret;
 use crate::text::quote;
 
-/// Renew a token when less than this (or a fifth of its lifetime, if smaller) remains, so a
-/// token handed to a clone is still valid when the fetch starts.
-const RENEW_MARGIN: Duration = Duration::from_secs(600);
 /// Used when the token answer has no `expires_in` (Bitbucket always sends 7200).
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -81,35 +80,13 @@ impl CachedToken {
     }
 }
 
-/// True when less than min(10 min, lifetime / 5) of the token's life remains.
-fn needs_renewal(lifetime: Duration, elapsed: Duration) -> bool {
-    let margin = RENEW_MARGIN.min(lifetime / 5);
-    lifetime.saturating_sub(elapsed) <= margin
-}
-
-/// When to replace the cached token.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Renew {
-    /// Only when missing or close to expiry.
-    IfStale,
-    /// Also when it is still generation `n`, the one that was refused; a newer one (another
-    /// caller already renewed) is reused.
-    IfStill(u64),
-    Always,
-}
-
 impl BitbucketProvider {
     /// A copy of the cached token, renewed first per `renew`.
     pub(super) async fn token(&self, renew: Renew) -> Result<CachedToken, ProviderError> {
         let mut slot = self.token.lock().await;
         let now = Instant::now();
         if let Some(t) = slot.as_ref() {
-            let reuse = match renew {
-                Renew::IfStale => !t.needs_renewal(now),
-                Renew::IfStill(g) => t.generation != g && !t.needs_renewal(now),
-                Renew::Always => false,
-            };
-            if reuse {
+            if renew.reuses(t.generation, t.needs_renewal(now)) {
                 return Ok(t.clone());
             }
         }
@@ -345,17 +322,6 @@ async fn token_http(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renewal_margin_is_min_of_ten_minutes_and_a_fifth() {
-        let two_h = Duration::from_secs(7200);
-        assert!(!needs_renewal(two_h, Duration::from_secs(7200 - 601)));
-        assert!(needs_renewal(two_h, Duration::from_secs(7200 - 600)));
-        let ten_s = Duration::from_secs(10);
-        assert!(!needs_renewal(ten_s, Duration::from_millis(7900)));
-        assert!(needs_renewal(ten_s, Duration::from_secs(8)));
-        assert!(needs_renewal(ten_s, Duration::from_secs(60)));
-    }
 
     #[test]
     fn oauth_errors_say_what_to_fix() {
