@@ -9,6 +9,7 @@ mod cli;
 mod emulator;
 mod encrypt;
 mod faults;
+mod github;
 mod incremental;
 mod infra;
 mod integrity;

@@ -57,6 +57,10 @@ macro_rules! provider_suite {
 }
 
 provider_suite!(bitbucket, Bitbucket::new());
+provider_suite!(github, github_host::Github::new());
+
+/// The GitHub fixture: an App installed on every owner (the organisation-owned credential).
+pub mod github_host;
 
 const KEY: &str = "contract-key";
 const SECRET: &str = "contract-secret-5d1e";
