@@ -231,6 +231,7 @@ async fn primary_and_secondary_limits_are_waited_out_and_403_denials_are_not() {
     let token = p
         .git_auth(&p.list_repos("acme").await.unwrap().repos[0], false)
         .await
+        .unwrap()
         .unwrap();
     let resp = reqwest::Client::new()
         .get(format!("{}/user", h.emu.api_url()))
@@ -248,16 +249,21 @@ async fn installation_tokens_are_renewed_before_they_expire() {
     h.emu.set_token_ttl(Duration::from_secs(2));
     let p = app_provider(&h.emu);
     let repo = p.list_repos("acme").await.unwrap().repos.remove(0);
-    let first = p.git_auth(&repo, false).await.unwrap();
+    let first = p.git_auth(&repo, false).await.unwrap().unwrap();
     assert_eq!(first.username, "x-access-token");
     assert_eq!(
-        p.git_auth(&repo, false).await.unwrap().password.expose(),
+        p.git_auth(&repo, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .password
+            .expose(),
         first.password.expose()
     );
     let issued = h.emu.stats().tokens_issued;
     // Within the last fifth of its two seconds, the token is replaced before anyone sees a 401.
     tokio::time::sleep(Duration::from_millis(1700)).await;
-    let second = p.git_auth(&repo, false).await.unwrap();
+    let second = p.git_auth(&repo, false).await.unwrap().unwrap();
     assert_ne!(second.password.expose(), first.password.expose());
     assert_eq!(h.emu.stats().tokens_issued, issued + 1);
     assert_eq!(h.emu.stats().unauthorized, 0);
@@ -285,7 +291,7 @@ async fn a_personal_token_lists_orgs_fully_and_users_publicly() {
         slugs(&p.list_repos("octo").await.unwrap().repos),
         ["public"]
     );
-    let auth = p.git_auth(&org.repos[0], true).await.unwrap();
+    let auth = p.git_auth(&org.repos[0], true).await.unwrap().unwrap();
     assert_eq!(
         (auth.username.as_str(), auth.password.expose()),
         ("x-access-token", token.as_str())

@@ -11,8 +11,8 @@ use url::Url;
 
 use super::Provider;
 use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
-use super::urls::{self, UrlsArgs, UrlsSettings};
 use super::github::{self, GithubArgs, GithubEndpoints};
+use super::urls::{self, UrlsArgs, UrlsSettings};
 use crate::config::url::UrlSource;
 use crate::config::{ConfigError, CredentialRefs, FileConfig};
 use crate::error::Error;
@@ -30,6 +30,8 @@ pub struct ProviderArgs {
 
     #[command(flatten)]
     pub urls: UrlsArgs,
+
+    #[command(flatten)]
     pub github: GithubArgs,
 }
 

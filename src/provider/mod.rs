@@ -10,8 +10,8 @@ pub mod bitbucket;
 pub mod choose;
 pub mod github;
 pub mod http;
-pub mod urls;
 pub mod renew;
+pub mod urls;
 
 use std::fmt::Debug;
 

@@ -507,53 +507,53 @@ impl Shared {
     }
 
     /// Verifies an app's JWT as GitHub does: signature with the app's key, then `iat`/`exp`.
-    fn check_jwt(&self, headers: &HeaderMap) -> Result<String, Response> {
+    fn check_jwt(&self, headers: &HeaderMap) -> Result<String, Box<Response>> {
         let refused = |message: &str| {
             bump(&self.counters.jwt_refused);
             bump(&self.counters.unauthorized);
             error(StatusCode::UNAUTHORIZED, message)
         };
         let Some(jwt) = bearer(headers) else {
-            return Err(refused(JWT_UNDECODABLE));
+            return Err(Box::new(refused(JWT_UNDECODABLE)));
         };
         let Ok(claims) = jsonwebtoken::dangerous::insecure_decode::<Value>(&jwt).map(|d| d.claims)
         else {
-            return Err(refused(JWT_UNDECODABLE));
+            return Err(Box::new(refused(JWT_UNDECODABLE)));
         };
         self.lock().jwts.push(claims.clone());
         let iss = match &claims["iss"] {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
-            _ => return Err(refused(JWT_UNDECODABLE)),
+            _ => return Err(Box::new(refused(JWT_UNDECODABLE))),
         };
         let Some(public) = self.lock().apps.get(&iss).cloned() else {
-            return Err(refused(JWT_UNDECODABLE));
+            return Err(Box::new(refused(JWT_UNDECODABLE)));
         };
         let key = DecodingKey::from_rsa_pem(public.as_bytes()).expect("test public key");
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
         if jsonwebtoken::decode::<Value>(&jwt, &key, &validation).is_err() {
-            return Err(refused(JWT_UNDECODABLE));
+            return Err(Box::new(refused(JWT_UNDECODABLE)));
         }
         let now = unix_now();
         let (Some(iat), Some(exp)) = (claims["iat"].as_i64(), claims["exp"].as_i64()) else {
-            return Err(refused(JWT_UNDECODABLE));
+            return Err(Box::new(refused(JWT_UNDECODABLE)));
         };
         if iat > now + 30 {
-            return Err(refused(JWT_IAT_FUTURE));
+            return Err(Box::new(refused(JWT_IAT_FUTURE)));
         }
         if exp <= now {
-            return Err(refused(JWT_EXPIRED));
+            return Err(Box::new(refused(JWT_EXPIRED)));
         }
         if exp - iat.max(now - 60) > MAX_JWT_LIFETIME + 60 || exp > now + MAX_JWT_LIFETIME {
-            return Err(refused(JWT_TOO_FAR));
+            return Err(Box::new(refused(JWT_TOO_FAR)));
         }
         Ok(iss)
     }
 
     /// A valid installation or personal token: (installation, user).
-    fn check_token(&self, headers: &HeaderMap) -> Result<(Option<u64>, String), Response> {
+    fn check_token(&self, headers: &HeaderMap) -> Result<(Option<u64>, String), Box<Response>> {
         let token = bearer(headers);
         let inner = self.lock();
         match token.and_then(|t| inner.tokens.get(&t)) {
@@ -561,7 +561,7 @@ impl Shared {
             _ => {
                 drop(inner);
                 bump(&self.counters.unauthorized);
-                Err(error(StatusCode::UNAUTHORIZED, BAD_CREDENTIALS))
+                Err(Box::new(error(StatusCode::UNAUTHORIZED, BAD_CREDENTIALS)))
             }
         }
     }
@@ -631,7 +631,7 @@ async fn get_app(State(s): St, headers: HeaderMap) -> Response {
     bump(&s.counters.api_requests);
     let app = match s.check_jwt(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     json_response(
         StatusCode::OK,
@@ -658,7 +658,7 @@ fn lookup(s: &Shared, headers: &HeaderMap, login: &str, org: bool) -> Response {
     bump(&s.counters.installation_lookups);
     let app = match s.check_jwt(headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = s.lock();
     let found = inner
@@ -697,7 +697,7 @@ async fn get_installation(State(s): St, UrlPath(id): UrlPath<u64>, headers: Head
     bump(&s.counters.api_requests);
     let app = match s.check_jwt(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = s.lock();
     match inner.installations.get(&id).filter(|(a, _)| *a == app) {
@@ -717,7 +717,7 @@ async fn access_token(State(s): St, UrlPath(id): UrlPath<u64>, headers: HeaderMa
     }
     let app = match s.check_jwt(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut inner = s.lock();
     let Some((_, login)) = inner
@@ -756,7 +756,7 @@ async fn access_token(State(s): St, UrlPath(id): UrlPath<u64>, headers: HeaderMa
 async fn get_user(State(s): St, UrlPath(user): UrlPath<String>, headers: HeaderMap) -> Response {
     bump(&s.counters.api_requests);
     if let Err(r) = s.check_token(&headers) {
-        return r;
+        return *r;
     }
     let inner = s.lock();
     match inner.account(&user) {
@@ -776,7 +776,7 @@ async fn get_self(State(s): St, headers: HeaderMap) -> Response {
             StatusCode::FORBIDDEN,
             "Resource not accessible by integration",
         ),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -833,7 +833,7 @@ async fn installation_repos(State(s): St, RawQuery(q): RawQuery, headers: Header
         Err(r) => {
             bump(&s.counters.api_requests);
             bump(&s.counters.list_requests);
-            return r;
+            return *r;
         }
     };
     let login = s.lock().installations[&installation].1.clone();
@@ -861,7 +861,7 @@ fn list(
         return resp;
     }
     if let Err(r) = s.check_token(headers) {
-        return r;
+        return *r;
     }
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())

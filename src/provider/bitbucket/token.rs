@@ -85,10 +85,10 @@ impl BitbucketProvider {
     pub(super) async fn token(&self, renew: Renew) -> Result<CachedToken, ProviderError> {
         let mut slot = self.token.lock().await;
         let now = Instant::now();
-        if let Some(t) = slot.as_ref() {
-            if renew.reuses(t.generation, t.needs_renewal(now)) {
-                return Ok(t.clone());
-            }
+        if let Some(t) = slot.as_ref()
+            && renew.reuses(t.generation, t.needs_renewal(now))
+        {
+            return Ok(t.clone());
         }
         let fresh = self.request_token().await?;
         self.generation.store(fresh.generation, Ordering::Release);
