@@ -19,6 +19,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod http;
 pub mod layout;
+pub mod libgit2;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;

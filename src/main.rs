@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     let format = git_offsite::commands::log_format(&cli, &file);
     git_offsite::logging::init(format, cli.global.verbose, cli.global.quiet);
-    git_offsite::mirror::init_global_options();
+    git_offsite::libgit2::init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

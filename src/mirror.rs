@@ -15,7 +15,7 @@
 //!   and the bundle (and any `git clone` of it) checks out the right branch.
 //! - **Credentials for one host only.** The callback refuses any URL whose scheme, host or port
 //!   differ from the clone URL's (a redirect, a rewritten URL), off-site redirects are not
-//!   followed, and libgit2 reads no user or system git configuration ([`init_global_options`]):
+//!   followed, and libgit2 reads no user or system git configuration ([`crate::libgit2::init`]):
 //!   `url.*.insteadOf`, `http.*` and credential helpers there could send the token elsewhere.
 //! - **Proxy from the environment** (`ProxyOptions::auto()`), which libgit2 ignores by default.
 //! - **Cancellation and the deadline** (`--repo-timeout`) through the transfer-progress and
@@ -32,7 +32,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use git2::{
-    AutotagOption, ConfigLevel, Cred, Direction, ErrorClass, ErrorCode, FetchPrune, ProxyOptions,
+    AutotagOption, Cred, Direction, ErrorClass, ErrorCode, FetchPrune, ProxyOptions,
     RemoteCallbacks, RemoteRedirect, Repository, RepositoryInitOptions,
 };
 use tokio_util::sync::CancellationToken;
@@ -149,27 +149,6 @@ pub const CONNECT_TIMEOUT_MS: i32 = 30_000;
 /// to abort uploads and remove temp dirs. Git servers send keep-alives while they prepare a
 /// pack, so a healthy fetch is never silent this long.
 pub const READ_TIMEOUT_MS: i32 = 60_000;
-
-/// Sets libgit2's process-wide network timeouts and shuts out the user's and system's git
-/// configuration (`~/.gitconfig`, XDG, `/etc/gitconfig`): an `insteadOf`, `http.extraHeader`
-/// or credential helper there must not redirect a clone or add credentials to it. Call once
-/// at startup, before any fetch.
-pub fn init_global_options() {
-    // SAFETY: these only store values in libgit2's global settings; called once, before any
-    // thread uses libgit2.
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
-        let _ = git2::opts::set_server_timeout_in_milliseconds(READ_TIMEOUT_MS);
-        for level in [
-            ConfigLevel::System,
-            ConfigLevel::XDG,
-            ConfigLevel::Global,
-            ConfigLevel::ProgramData,
-        ] {
-            let _ = git2::opts::set_search_path(level, "");
-        }
-    }
-}
 
 /// Fetches every ref of `opts.url` (`+refs/*:refs/*`) into a new bare repository at `dir`
 /// and points its HEAD at the remote's default branch. Blocking: call from `spawn_blocking`.

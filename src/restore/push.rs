@@ -182,7 +182,7 @@ pub fn push(
 }
 
 /// The user's and system's git configuration, read only here, for their credential helpers:
-/// the process keeps libgit2 away from it otherwise ([`crate::mirror::init_global_options`]
+/// the process keeps libgit2 away from it otherwise ([`crate::libgit2::init`]
 /// empties its search path, so no `insteadOf` or `http.*` setting touches a backup).
 fn user_git_config() -> Result<git2::Config, git2::Error> {
     let mut config = git2::Config::new()?;
