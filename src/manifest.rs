@@ -163,7 +163,8 @@ impl Summary {
             match e.status {
                 Status::Ok => {
                     s.ok += 1;
-                    s.bytes += e.size.unwrap_or(0);
+                    // Saturating: a manifest read back may claim any sizes.
+                    s.bytes = s.bytes.saturating_add(e.size.unwrap_or(0));
                 }
                 Status::Unchanged => s.unchanged += 1,
                 Status::Empty => s.empty += 1,
@@ -193,7 +194,7 @@ impl Manifest {
     ) -> Result<Self, ManifestError> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid {
             key: key.to_string(),
-            message: e.to_string(),
+            message: crate::text::escape(&e.to_string()).into_owned(),
         })?;
         if m.format == 0 {
             return Err(ManifestError::Invalid {
@@ -204,7 +205,7 @@ impl Manifest {
         if m.owner != owner || m.date != date {
             return Err(ManifestError::Misplaced {
                 key: key.to_string(),
-                found: format!("{} {}", m.owner, m.date),
+                found: format!("{} {}", crate::text::escape(&m.owner), m.date),
                 expected: format!("{owner} {date}"),
             });
         }
@@ -221,7 +222,7 @@ impl Manifest {
             .iter()
             .filter(|r| r.status.has_bundle())
             .filter_map(|r| r.size)
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 }
 

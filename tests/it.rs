@@ -21,6 +21,7 @@ mod observe;
 mod provider;
 mod provider_contract;
 mod prune;
+mod readers;
 mod reruns;
 mod restore;
 mod scale;

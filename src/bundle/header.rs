@@ -83,10 +83,13 @@ pub fn parse(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
         }
         let text = std::str::from_utf8(line)
             .map_err(|_| HeaderError("a header line is not UTF-8".into()))?;
+        // How a line shows in an error: it comes from a file anyone may have written.
+        let shown = || crate::text::quote(text);
         if let Some(cap) = text.strip_prefix('@') {
             if header.version < 3 || !header.refs.is_empty() || !header.prerequisites.is_empty() {
                 return bad(format!(
-                    "capability line `{text}` outside a v3 header's capability section"
+                    "capability line `{}` outside a v3 header's capability section",
+                    shown()
                 ));
             }
             let (k, v) = match cap.split_once('=') {
@@ -103,11 +106,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
             continue;
         }
         let Some((oid, name)) = text.split_once(' ') else {
-            return bad(format!("line `{text}` is not `<oid> <refname>`"));
+            return bad(format!("line `{}` is not `<oid> <refname>`", shown()));
         };
         check_oid(oid, text)?;
         if name.is_empty() {
-            return bad(format!("line `{text}` has no ref name"));
+            return bad(format!("line `{}` has no ref name", shown()));
         }
         if name == "HEAD" {
             header.head = Some(oid.to_string());
@@ -123,7 +126,8 @@ fn check_oid(oid: &str, line: &str) -> Result<(), HeaderError> {
         Ok(())
     } else {
         Err(HeaderError(format!(
-            "line `{line}` does not start with an object id"
+            "line `{}` does not start with an object id",
+            crate::text::quote(line)
         )))
     }
 }
@@ -136,7 +140,8 @@ fn check_capabilities(header: Header) -> Result<Header, HeaderError> {
             ("object-format", Some("sha1")) => {}
             ("object-format", Some(other)) => {
                 return Err(HeaderError(format!(
-                    "object format {other} is not supported by this build of libgit2"
+                    "object format {} is not supported by this build of libgit2",
+                    crate::text::quote(other)
                 )));
             }
             ("filter", _) => {
@@ -146,7 +151,10 @@ fn check_capabilities(header: Header) -> Result<Header, HeaderError> {
                 ));
             }
             (other, _) => {
-                return Err(HeaderError(format!("unknown capability `@{other}`")));
+                return Err(HeaderError(format!(
+                    "unknown capability `@{}`",
+                    crate::text::quote(other)
+                )));
             }
         }
     }

@@ -43,7 +43,8 @@ use tracing::debug;
 use url::Url;
 
 pub use self::args::BitbucketArgs;
-use self::page::{Page, api_error_message, parse_page};
+pub use self::page::{PageListing, read_page};
+use self::page::api_error_message;
 pub use self::settings::{BitbucketEndpoints, BitbucketOptions, build, expected_git_origin};
 use self::token::{CachedToken, OAuthClient, Renew, grants_repository_read, oauth_client};
 pub use super::http::RetryPolicy;
@@ -178,7 +179,8 @@ impl BitbucketProvider {
             None => None,
             Some(owner) => {
                 let page = self.get_page(&self.repos_url(owner), owner, true).await?;
-                let git_repos = page.values.iter().filter(|r| r.is_git()).count();
+                // Every git entry, whether or not it can be backed up as listed.
+                let git_repos = page.listing.repos.len() + page.listing.rejected.len();
                 Some(FirstPage {
                     owner: owner.to_string(),
                     git_repos,
@@ -219,7 +221,12 @@ impl BitbucketProvider {
     }
 
     /// One page, renewing the token and retrying once on 401.
-    async fn get_page(&self, url: &Url, owner: &str, first: bool) -> Result<Page, ProviderError> {
+    async fn get_page(
+        &self,
+        url: &Url,
+        owner: &str,
+        first: bool,
+    ) -> Result<PageListing, ProviderError> {
         let mut token = self.token(Renew::IfStale).await?;
         let mut renewed = false;
         loop {
@@ -231,9 +238,11 @@ impl BitbucketProvider {
             .await?;
             let message = || api_error_message(&body);
             return match status {
-                StatusCode::OK => parse_page(&body).map_err(|message| ProviderError::Decode {
-                    url: url.to_string(),
-                    message,
+                StatusCode::OK => read_page(&body, owner, &self.git_origin).map_err(|message| {
+                    ProviderError::Decode {
+                        url: url.to_string(),
+                        message,
+                    }
                 }),
                 StatusCode::UNAUTHORIZED if !renewed => {
                     debug!(%url, "access token refused; renewing it once");
@@ -289,13 +298,8 @@ impl BitbucketProvider {
             }
             let page = self.get_page(&url, owner, visited.len() == 1).await?;
             sizes.insert(page.size);
-            for raw in page.values {
-                match raw.into_remote(owner, &self.git_origin) {
-                    Ok(Some(repo)) => listing.repos.push(repo),
-                    Ok(None) => {}
-                    Err(rejected) => listing.rejected.push(rejected),
-                }
-            }
+            listing.repos.extend(page.listing.repos);
+            listing.rejected.extend(page.listing.rejected);
             let Some(next) = page.next else { break };
             url = Url::parse(&next)
                 .ok()

@@ -1,13 +1,15 @@
 //! The wire format of `GET /2.0/repositories/{workspace}` and its mapping to [`RemoteRepo`].
 //!
 //! Pure functions over bytes, so every quirk of a page (hg repositories, `mainbranch: null`,
-//! user info in clone links) is unit-tested without a server.
+//! user info in clone links) is unit-tested without a server, and [`read_page`] (what the
+//! listing calls for every page) is public so the fuzz targets (`fuzz/`) and property tests
+//! can feed it arbitrary bytes.
 
 use serde::Deserialize;
 use tracing::debug;
 use url::Url;
 
-use crate::provider::{Rejected, RemoteRepo};
+use crate::provider::{Listing, Rejected, RemoteRepo};
 
 /// The `error.message` of a Bitbucket API error body, else the start of the body; quoted
 /// (escaped, cut short) either way.
@@ -68,12 +70,39 @@ pub(super) fn parse_page(body: &[u8]) -> Result<Page, String> {
     serde_json::from_slice(body).map_err(|e| format!("not a page of repositories: {e}"))
 }
 
-impl RawRepo {
-    /// Bitbucket dropped Mercurial in 2020; a missing `scm` is git.
-    pub(super) fn is_git(&self) -> bool {
-        self.scm.as_deref().is_none_or(|s| s == "git")
-    }
+/// One page of `GET /2.0/repositories/{workspace}`, read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageListing {
+    /// The page's git repositories that can be cloned as listed, and those that cannot.
+    pub listing: Listing,
+    /// Non-git (Mercurial) entries, skipped.
+    pub skipped: usize,
+    /// The `next` link, verbatim (the caller checks its host).
+    pub next: Option<String>,
+    /// The total the page reports: unreliable as a count (see `Page::size`).
+    pub size: Option<u64>,
+}
 
+/// Reads one listing page: every entry ends up in exactly one of `listing.repos`,
+/// `listing.rejected` or `skipped`. `Err` when the body is not a page at all.
+pub fn read_page(body: &[u8], owner: &str, git_origin: &Url) -> Result<PageListing, String> {
+    let page = parse_page(body)?;
+    let mut out = PageListing {
+        next: page.next,
+        size: page.size,
+        ..PageListing::default()
+    };
+    for raw in page.values {
+        match raw.into_remote(owner, git_origin) {
+            Ok(Some(repo)) => out.listing.repos.push(repo),
+            Ok(None) => out.skipped += 1,
+            Err(rejected) => out.listing.rejected.push(rejected),
+        }
+    }
+    Ok(out)
+}
+
+impl RawRepo {
     /// `Ok(None)` for a non-git repository. A git repository that cannot be cloned as listed
     /// (no name, no https clone link, a link on a host other than `git_origin`, which the
     /// token would be sent to) is an `Err`: recorded as a failed repository, never skipped, since
@@ -105,6 +134,7 @@ impl RawRepo {
         let Some(full_name) = self.full_name.clone() else {
             return Err(rejected("the listing gives it no `full_name`".into()));
         };
+        // Bitbucket dropped Mercurial in 2020; a missing `scm` is git.
         if let Some(scm) = self.scm.as_deref().filter(|s| *s != "git") {
             debug!(repo = %full_name, scm, "skipping non-git repository");
             return Ok(None);
