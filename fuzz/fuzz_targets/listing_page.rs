@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
     struct Count {
         values: Vec<serde::de::IgnoredAny>,
     }
-    let values = serde_json::from_slice::<Count>(data).expect("a page").values.len();
+    let values = serde_json::from_slice::<Count>(data)
+        .expect("a page")
+        .values
+        .len();
     let listing = &page.listing;
     assert_eq!(
         listing.repos.len() + listing.rejected.len() + page.skipped,
@@ -60,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     let again = read_page(&body, OWNER, &origin).expect("a written page reads");
     assert_eq!(again.listing.repos, listing.repos);
     assert!(again.listing.rejected.is_empty() && again.skipped == 0);
-}
+});
 
 fn as_listed(r: &RemoteRepo) -> serde_json::Value {
     json!({

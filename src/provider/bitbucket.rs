@@ -43,8 +43,8 @@ use tracing::debug;
 use url::Url;
 
 pub use self::args::BitbucketArgs;
-pub use self::page::{PageListing, read_page};
 use self::page::api_error_message;
+pub use self::page::{PageListing, read_page};
 pub use self::settings::{BitbucketEndpoints, BitbucketOptions, build, expected_git_origin};
 use self::token::{CachedToken, OAuthClient, Renew, grants_repository_read, oauth_client};
 pub use super::http::RetryPolicy;

@@ -56,7 +56,11 @@ fn check_parsed(h: &Header, bytes: &[u8]) {
     assert!(h.version == 2 || h.version == 3);
     assert!(h.len <= bytes.len() && bytes[..h.len].ends_with(b"\n\n"));
     let sha1 = |o: &str| o.len() == 40 && o.bytes().all(|b| b.is_ascii_hexdigit());
-    assert!(h.refs.iter().all(|(n, o)| sha1(o) && !n.is_empty() && n != "HEAD"));
+    assert!(
+        h.refs
+            .iter()
+            .all(|(n, o)| sha1(o) && !n.is_empty() && n != "HEAD")
+    );
     assert!(h.prerequisites.iter().all(|o| sha1(o)));
     assert!(h.head.as_deref().is_none_or(sha1));
     // The same bytes fed as they arrive: "need more" at every cut inside the header.

@@ -37,7 +37,8 @@ fn time() -> impl Strategy<Value = DateTime<Utc>> {
 }
 
 fn day() -> impl Strategy<Value = NaiveDate> {
-    (0i64..40_000).prop_map(|d| NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(d as u64))
+    (0i64..40_000)
+        .prop_map(|d| NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(d as u64))
 }
 
 fn encryption() -> impl Strategy<Value = Encryption> {
@@ -55,16 +56,28 @@ fn entry() -> impl Strategy<Value = RepoEntry> {
     (
         (text(), text(), status(), prop::option::of(text())),
         // Any size: a manifest from a store can claim anything.
-        (prop::option::of(any::<u64>()), prop::option::of("[0-9a-f]{64}")),
+        (
+            prop::option::of(any::<u64>()),
+            prop::option::of("[0-9a-f]{64}"),
+        ),
         (
             prop::option::of("refs/heads/[a-z]{1,8}"),
             prop::collection::btree_map("refs/[a-z/]{1,12}", "[0-9a-f]{40}", 0..4),
             prop::option::of(text()),
         ),
-        (prop::option::of(day()), any::<u64>(), prop::option::of(encryption())),
+        (
+            prop::option::of(day()),
+            any::<u64>(),
+            prop::option::of(encryption()),
+        ),
     )
         .prop_map(
-            |((slug, full_name, status, key), (size, sha256), (head, refs, error), (since, duration_ms, encryption))| {
+            |(
+                (slug, full_name, status, key),
+                (size, sha256),
+                (head, refs, error),
+                (since, duration_ms, encryption),
+            )| {
                 RepoEntry {
                     slug,
                     full_name,
@@ -91,18 +104,20 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         time(),
         prop::collection::vec(entry(), 0..6),
     )
-        .prop_map(|(format, tool, started_at, finished_at, repositories)| Manifest {
-            format,
-            tool,
-            provider: "bitbucket".into(),
-            owner: "acme".into(),
-            date: date(),
-            started_at,
-            finished_at,
-            // Set by the test, so that a panic in it is a shrunk test failure.
-            summary: Summary::default(),
-            repositories,
-        })
+        .prop_map(
+            |(format, tool, started_at, finished_at, repositories)| Manifest {
+                format,
+                tool,
+                provider: "bitbucket".into(),
+                owner: "acme".into(),
+                date: date(),
+                started_at,
+                finished_at,
+                // Set by the test, so that a panic in it is a shrunk test failure.
+                summary: Summary::default(),
+                repositories,
+            },
+        )
 }
 
 /// What the tool computes from any manifest it reads must not panic either.

@@ -26,36 +26,39 @@ fn listed() -> impl Strategy<Value = (Value, Option<RemoteRepo>)> {
             prop::option::of("(?s:.){0,12}"),
         ),
     )
-        .prop_map(|(slug, userinfo, hg, (branch, size, is_private, updated_on))| {
-            let href = format!(
-                "https://{}bitbucket.org/acme/{slug}.git",
-                userinfo.as_deref().unwrap_or("")
-            );
-            let json = json!({
-                "type": "repository",
-                "slug": slug,
-                "full_name": format!("acme/{slug}"),
-                "scm": if hg { "hg" } else { "git" },
-                "size": size,
-                "is_private": is_private,
-                "updated_on": updated_on,
-                "mainbranch": branch.as_ref().map(|b| json!({"type": "branch", "name": b})),
-                "links": {"clone": [
-                    {"name": "ssh", "href": format!("git@bitbucket.org:acme/{slug}.git")},
-                    {"name": "https", "href": href},
-                ]},
-            });
-            let repo = (!hg).then(|| RemoteRepo {
-                clone_url: Url::parse(&format!("https://bitbucket.org/acme/{slug}.git")).unwrap(),
-                full_name: format!("acme/{slug}"),
-                slug,
-                size,
-                updated_on,
-                default_branch: branch.flatten(),
-                is_private,
-            });
-            (json, repo)
-        })
+        .prop_map(
+            |(slug, userinfo, hg, (branch, size, is_private, updated_on))| {
+                let href = format!(
+                    "https://{}bitbucket.org/acme/{slug}.git",
+                    userinfo.as_deref().unwrap_or("")
+                );
+                let json = json!({
+                    "type": "repository",
+                    "slug": slug,
+                    "full_name": format!("acme/{slug}"),
+                    "scm": if hg { "hg" } else { "git" },
+                    "size": size,
+                    "is_private": is_private,
+                    "updated_on": updated_on,
+                    "mainbranch": branch.as_ref().map(|b| json!({"type": "branch", "name": b})),
+                    "links": {"clone": [
+                        {"name": "ssh", "href": format!("git@bitbucket.org:acme/{slug}.git")},
+                        {"name": "https", "href": href},
+                    ]},
+                });
+                let repo = (!hg).then(|| RemoteRepo {
+                    clone_url: Url::parse(&format!("https://bitbucket.org/acme/{slug}.git"))
+                        .unwrap(),
+                    full_name: format!("acme/{slug}"),
+                    slug,
+                    size,
+                    updated_on,
+                    default_branch: branch.flatten(),
+                    is_private,
+                });
+                (json, repo)
+            },
+        )
 }
 
 /// A page's bytes, the repositories it must read as, how many it skips, and whether it has a
