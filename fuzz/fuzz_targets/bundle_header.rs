@@ -5,17 +5,23 @@
 //! names with no newline, the pack right after the empty line); it reads the same when the
 //! pack is cut off or followed by anything; every shorter prefix of it asks for more bytes
 //! (the reader is fed as a download arrives); and written back out, it reads back the same,
-//! byte for byte what `header::encode` writes when encode can write it.
+//! byte for byte what `header::encode` writes when encode can write it. A refusal is one
+//! line with no control character from the input.
 #![no_main]
 
 use git_offsite::bundle::header::{self, HashAlgo, Header};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Some(h)) = header::parse(data) else {
-        return;
-    };
-    check(&h, data);
+    match header::parse(data) {
+        Ok(Some(h)) => check(&h, data),
+        Ok(None) => {}
+        // A refusal is one line, whatever the bytes held.
+        Err(e) => {
+            let text = e.to_string();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+    }
 });
 
 fn check(h: &Header, data: &[u8]) {
