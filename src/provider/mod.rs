@@ -151,6 +151,23 @@ pub fn vet(owner: &str, listing: Listing) -> Listing {
     out
 }
 
+/// Parses a repository's clone URL from a listing (`what` names it as the host does: "clone
+/// link", "clone URL") and drops any user info: a host may name the caller there
+/// (`https://someone@bitbucket.org/…`), and credentials go through the git credential callback
+/// only. [`vet`] then checks its host.
+pub fn clone_url(href: &str, what: &str) -> Result<Url, String> {
+    let shown = crate::text::escape(href);
+    let mut url =
+        Url::parse(href).map_err(|e| format!("its {what} {shown:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("its {what} {shown:?} is not http(s)"));
+    }
+    // Cannot fail for http(s) URLs, which always have a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok(url)
+}
+
 /// Lists `owner` through `provider` and applies [`vet`]: what every caller uses.
 pub async fn list_vetted(provider: &dyn Provider, owner: &str) -> Result<Listing, ProviderError> {
     Ok(vet(owner, provider.list_repos(owner).await?))

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tracing::debug;
 use url::Url;
 
-use crate::provider::{Listing, Rejected, RemoteRepo};
+use crate::provider::{Listing, Rejected, RemoteRepo, clone_url};
 
 /// The `error.message` of a Bitbucket API error body, else the start of the body; quoted
 /// (escaped, cut short) either way.
@@ -151,7 +151,7 @@ impl RawRepo {
         else {
             return Err(rejected("the listing gives it no https clone link".into()));
         };
-        let clone_url = clone_url(&href).map_err(rejected)?;
+        let clone_url = clone_url(&href, "clone link").map_err(rejected)?;
         if !crate::config::url::same_origin(&clone_url, git_origin) {
             return Err(rejected(format!(
                 "its clone link is on {}, not on the git host {}: not cloned, so the token is \
@@ -170,21 +170,6 @@ impl RawRepo {
             is_private: self.is_private,
         }))
     }
-}
-
-/// Parses a clone href and drops its user info (`https://someone@bitbucket.org/…` names the
-/// caller; credentials go through the git credential callback only).
-fn clone_url(href: &str) -> Result<Url, String> {
-    let shown = crate::text::escape(href);
-    let mut url =
-        Url::parse(href).map_err(|e| format!("its clone link {shown:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(format!("its clone link {shown:?} is not http(s)"));
-    }
-    // Cannot fail for http(s) URLs, which always have a host.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    Ok(url)
 }
 
 #[cfg(test)]
@@ -222,11 +207,11 @@ mod tests {
 
     #[test]
     fn clone_href_loses_user_info() {
-        let url = clone_url("https://someone@bitbucket.org/acme/api.git").unwrap();
+        let url = clone_url("https://someone@bitbucket.org/acme/api.git", "clone link").unwrap();
         assert_eq!(url.as_str(), "https://bitbucket.org/acme/api.git");
-        let url = clone_url("https://x:pw@bitbucket.org/acme/api.git").unwrap();
+        let url = clone_url("https://x:pw@bitbucket.org/acme/api.git", "clone link").unwrap();
         assert_eq!(url.as_str(), "https://bitbucket.org/acme/api.git");
-        assert!(clone_url("git@bitbucket.org:acme/api.git").is_err());
+        assert!(clone_url("git@bitbucket.org:acme/api.git", "clone link").is_err());
     }
 
     #[test]

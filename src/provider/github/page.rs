@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::provider::{Rejected, RemoteRepo};
+use crate::provider::{Rejected, RemoteRepo, clone_url};
 
 /// GitHub's error document `{"message": …, "documentation_url": …}`: the message, else the
 /// start of the body; quoted (escaped, cut short) either way.
@@ -110,7 +110,7 @@ impl RawRepo {
         let Some(href) = self.clone_url.as_deref() else {
             return Err(rejected("the listing gives it no `clone_url`".into()));
         };
-        let clone_url = clone_url(href).map_err(&rejected)?;
+        let clone_url = clone_url(href, "clone URL").map_err(&rejected)?;
         if !crate::config::url::same_origin(&clone_url, git_origin) {
             return Err(rejected(format!(
                 "its clone URL is on {}, not on the git host {}: not cloned, so the token is \
@@ -133,20 +133,6 @@ impl RawRepo {
             is_private: self.private,
         })
     }
-}
-
-/// Parses a clone URL and drops any user info (credentials go through the git credential
-/// callback only).
-fn clone_url(href: &str) -> Result<Url, String> {
-    let shown = crate::text::escape(href);
-    let mut url =
-        Url::parse(href).map_err(|e| format!("its clone URL {shown:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err(format!("its clone URL {shown:?} is not http(s)"));
-    }
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    Ok(url)
 }
 
 #[cfg(test)]
