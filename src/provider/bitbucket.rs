@@ -261,17 +261,15 @@ impl BitbucketProvider {
                      Repositories → Read and must belong to a member of that workspace",
                     message()
                 ))),
-                StatusCode::NOT_FOUND if first => Err(ProviderError::OwnerNotFound {
-                    provider: PROVIDER,
-                    kind: "workspace",
-                    owner: owner.to_string(),
-                }),
-                s => Err(ProviderError::Http {
-                    provider: PROVIDER,
-                    status: s.as_u16(),
-                    url: url.to_string(),
-                    message: message(),
-                }),
+                s => Err(ProviderError::listing_status(
+                    PROVIDER,
+                    "workspace",
+                    owner,
+                    first,
+                    s.as_u16(),
+                    url,
+                    message(),
+                )),
             };
         }
     }

@@ -366,17 +366,15 @@ impl GithubProvider {
                      to Contents and Metadata of that owner's repositories",
                     message()
                 ))),
-                StatusCode::NOT_FOUND if first => Err(ProviderError::OwnerNotFound {
-                    provider: PROVIDER,
-                    kind: "account",
-                    owner: owner.to_string(),
-                }),
-                s => Err(ProviderError::Http {
-                    provider: PROVIDER,
-                    status: s.as_u16(),
-                    url: url.to_string(),
-                    message: message(),
-                }),
+                s => Err(ProviderError::listing_status(
+                    PROVIDER,
+                    "account",
+                    owner,
+                    first,
+                    s.as_u16(),
+                    url,
+                    message(),
+                )),
             };
         }
     }

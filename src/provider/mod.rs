@@ -234,6 +234,33 @@ impl ProviderError {
         }
     }
 
+    /// A listing answer no host-specific rule explained: 404 on the owner's first page is an
+    /// unknown owner (`kind` is the host's word for one: "workspace", "account"), anything else
+    /// an HTTP error quoting the host's `message`.
+    pub fn listing_status(
+        provider: &'static str,
+        kind: &'static str,
+        owner: &str,
+        first: bool,
+        status: u16,
+        url: &Url,
+        message: String,
+    ) -> Self {
+        match status {
+            404 if first => ProviderError::OwnerNotFound {
+                provider,
+                kind,
+                owner: owner.to_string(),
+            },
+            status => ProviderError::Http {
+                provider,
+                status,
+                url: url.to_string(),
+                message,
+            },
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             ProviderError::Auth { .. } => exit::AUTH,
