@@ -20,13 +20,15 @@
 //!   [`crate::text::quote`]. Tokens travel in the `Authorization` header only; git gets
 //!   `x-access-token` and the token through the credential callback ([`GitAuth`]).
 //!
-//! Layout: this file holds the provider, the requests and the listing loop; `token` the app's
+//! Layout: this file holds the provider and the listing loop; `request` one API request and how
+//! GitHub signals a rate limit; `token` the app's
 //! secrets, `page` the wire format (pure), `args` the flags, `settings` the checked endpoints
 //! and `creds` where credentials come from (reached through [`super::choose`]).
 
 pub mod args;
 pub mod creds;
 mod page;
+mod request;
 pub mod settings;
 mod token;
 
@@ -36,21 +38,20 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, HeaderMap, LINK};
 use reqwest::{Method, StatusCode};
 use tracing::{debug, warn};
 use url::Url;
 
 pub use self::args::GithubArgs;
-use self::page::{api_error_message, next_link, parse_page};
+use self::page::{api_error_message, parse_page};
+use self::request::Answer;
 pub use self::settings::{GithubEndpoints, GithubOptions, build};
 pub use self::token::{AppClaims, AppKey, JWT_BACKDATE, JWT_LIFETIME};
 use self::token::{CachedToken, Installation};
+use super::http::RetryPolicy;
 use super::http::pace::Pacer;
-use super::http::{RetryPolicy, Transient, Try, parse_retry_after, retrying};
 use super::renew::Renew;
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
-use crate::http::{self, BodyError};
 use crate::secret::Secret;
 
 const PROVIDER: &str = "github";
@@ -104,13 +105,6 @@ impl fmt::Debug for GithubProvider {
             .field("installation_id", &self.installation_id)
             .finish_non_exhaustive()
     }
-}
-
-/// One answer: status, the `Link` header's next page, the body (capped).
-struct Answer {
-    status: StatusCode,
-    next: Option<String>,
-    body: Vec<u8>,
 }
 
 /// Where an owner's repositories are listed, and with what.
@@ -176,86 +170,6 @@ impl GithubProvider {
         let mut url = self.api(segments);
         url.set_query(Some(&format!("{query}per_page={PER_PAGE}")));
         url
-    }
-
-    /// One request with `bearer` (a JWT, an installation or a personal token), through the
-    /// shared retry policy: rate limits, 5xx and connection failures are tried again.
-    async fn send(
-        &self,
-        method: Method,
-        url: &Url,
-        bearer: &Secret,
-    ) -> Result<Answer, ProviderError> {
-        retrying(&self.retry, PROVIDER, url, || {
-            Box::pin(self.send_once(method.clone(), url, bearer))
-        })
-        .await
-    }
-
-    async fn send_once(
-        &self,
-        method: Method,
-        url: &Url,
-        bearer: &Secret,
-    ) -> Result<Try<Answer>, ProviderError> {
-        self.pacer.wait().await;
-        let sent = self
-            .http
-            .request(method, url.clone())
-            .bearer_auth(bearer.expose())
-            .header(ACCEPT, "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", API_VERSION)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(resp) => resp,
-            Err(e) => return Ok(Try::again(Transient::Transport(crate::error::chain(&e)))),
-        };
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        self.pacer.observe(&headers);
-        if let Some(retry_after) = rate_limit_wait(status, &headers, chrono::Utc::now().timestamp())
-        {
-            return Ok(Try::Again {
-                why: Transient::RateLimited,
-                retry_after,
-            });
-        }
-        if let Some(why) = Transient::from_status(status) {
-            let retry_after = parse_retry_after(&headers);
-            return Ok(Try::Again { why, retry_after });
-        }
-        let body = if status.is_success() {
-            http::read_capped(resp, http::PAGE_CAP).await
-        } else {
-            http::read_prefix(resp, http::ERROR_CAP).await
-        };
-        let body = match body {
-            Ok(body) => body.to_vec(),
-            Err(BodyError::Transport(message)) => {
-                return Ok(Try::again(Transient::Transport(message)));
-            }
-            Err(e) => {
-                return Err(ProviderError::Decode {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        // A secondary limit may come without either header (GitHub: "otherwise, wait at
-        // least one minute"); its message says so.
-        if status == StatusCode::FORBIDDEN
-            && api_error_message(&body)
-                .to_ascii_lowercase()
-                .contains("rate limit")
-        {
-            return Ok(Try::again(Transient::RateLimited));
-        }
-        let next = headers
-            .get(LINK)
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link);
-        Ok(Try::Done(Answer { status, next, body }))
     }
 
     /// Where `owner`'s repositories are listed, with which credential.
@@ -459,41 +373,6 @@ impl GithubProvider {
     }
 }
 
-/// When an answer is a rate limit, how long to wait before the next try (`None`: the shared
-/// backoff decides): `Retry-After` if sent, else for a spent primary limit
-/// (`x-ratelimit-remaining: 0`) the time to `x-ratelimit-reset`. 429 always is one; 403 only
-/// with those headers (GitHub, "Rate limits for the REST API"), or its message (see
-/// `send_once`). `None` overall: not a rate limit.
-pub fn rate_limit_wait(
-    status: StatusCode,
-    headers: &HeaderMap,
-    now_unix: i64,
-) -> Option<Option<Duration>> {
-    if !matches!(
-        status,
-        StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        return None;
-    }
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-    };
-    if let Some(d) = parse_retry_after(headers) {
-        return Some(Some(d));
-    }
-    if number("x-ratelimit-remaining") == Some(0) {
-        let wait = number("x-ratelimit-reset").map(|reset| {
-            // One second more: the window resets at that second, not before it.
-            Duration::from_secs((reset - now_unix).max(0) as u64 + 1)
-        });
-        return Some(wait);
-    }
-    (status == StatusCode::TOO_MANY_REQUESTS).then_some(None)
-}
-
 #[async_trait]
 impl Provider for GithubProvider {
     fn name(&self) -> &'static str {
@@ -596,47 +475,5 @@ fn auth(message: impl Into<String>) -> ProviderError {
     ProviderError::Auth {
         provider: PROVIDER,
         message: message.into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
-            .collect()
-    }
-
-    #[test]
-    fn primary_and_secondary_limits_are_told_from_permission_errors() {
-        const NOW: i64 = 1_800_000_000;
-        let reset = (NOW + 30).to_string();
-        let primary = headers(&[
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-reset", &reset),
-        ]);
-        assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &primary, NOW),
-            Some(Some(Duration::from_secs(31)))
-        );
-        assert_eq!(
-            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &primary, NOW),
-            Some(Some(Duration::from_secs(31)))
-        );
-        let secondary = headers(&[("retry-after", "7"), ("x-ratelimit-remaining", "4000")]);
-        assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &secondary, NOW),
-            Some(Some(Duration::from_secs(7)))
-        );
-        let denied = headers(&[("x-ratelimit-remaining", "4999")]);
-        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &denied, NOW), None);
-        assert_eq!(
-            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &denied, NOW),
-            Some(None)
-        );
-        assert_eq!(rate_limit_wait(StatusCode::OK, &primary, NOW), None);
     }
 }
