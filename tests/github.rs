@@ -463,3 +463,73 @@ async fn login_explains_the_app_and_warns_about_personal_tokens() {
         assert!(run.stderr.contains(step), "{step}: {}", run.stderr);
     }
 }
+
+/// A `[[source]]` carries its own credentials over `[github]`: one owner through the app, the
+/// other (where the app is not installed) through its own token; neither is mixed with the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_source_uses_its_own_credentials_over_the_github_table() {
+    let mut env = TestEnv::new().await;
+    let emu = Emulator::start().await;
+    emu.add_app(APP_ID);
+    emu.add_org("acme");
+    emu.add_org("labs");
+    emu.install(APP_ID, "acme");
+    let fixtures = env.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    emu.add_repo(
+        "acme",
+        "api",
+        &simple_repo(&fixtures, "api", "main"),
+        RepoOpts::default(),
+    );
+    emu.add_repo(
+        "labs",
+        "lab-tool",
+        &simple_repo(&fixtures, "lab-tool", "main"),
+        RepoOpts::default(),
+    );
+    github_env(&mut env, &emu);
+    for k in [
+        "GITHUB_APP_ID",
+        "GITHUB_APP_PRIVATE_KEY_FILE",
+        "GITHUB_TOKEN",
+    ] {
+        env.remove_env(k);
+    }
+    write_private_key(env.path(), "app.pem");
+    std::fs::write(
+        env.path().join("labs.token"),
+        emu.add_personal_token("octo"),
+    )
+    .unwrap();
+    let config = env.path().join("git-offsite.toml");
+    let write = |labs_keys: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[github]\napp_id = \"{APP_ID}\"\nprivate_key_file = \"app.pem\"\n\n\
+                 [[source]]\nprovider = \"github\"\nowner = \"acme\"\n\n\
+                 [[source]]\nprovider = \"github\"\nowner = \"labs\"\n{labs_keys}"
+            ),
+        )
+        .unwrap();
+    };
+    write("token_file = \"labs.token\"\n");
+    let run = env
+        .run(&["--config", config.to_str().unwrap(), "list"])
+        .await;
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("acme/api") && run.stdout.contains("labs/lab-tool"),
+        "{}",
+        run.stdout
+    );
+    assert_no_secret(&emu, &format!("{}{}", run.stdout, run.stderr));
+    // Without its own token, labs gets the app, which is not installed there.
+    write("");
+    let run = env
+        .run(&["--config", config.to_str().unwrap(), "list"])
+        .await;
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("labs"), "{}", run.stderr);
+}

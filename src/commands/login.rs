@@ -5,22 +5,19 @@ use crate::cli::LoginArgs;
 use crate::config::{self, ConfigError, FileConfig};
 use crate::credentials;
 use crate::error::Error;
-use crate::provider::{ProviderConfig, choose};
+use crate::provider::choose;
 
 pub(super) async fn run(args: LoginArgs, file: &FileConfig) -> Result<(), Error> {
     if let Some(o) = &args.owner {
         config::check_owner(o)?;
     }
     // The host: `--provider`, else the config file's source for `--owner`, else the default.
-    let source = (args.owner.as_ref())
-        .and_then(|o| file.sources.iter().find(|s| &s.owner == o))
-        .map(|s| s.provider.as_str());
-    let kind = choose::kind_of(args.provider.provider, source)?;
-    let cfg = ProviderConfig::new(kind, &args.provider, file)?;
+    let source = (args.owner.as_ref()).and_then(|o| file.sources.iter().find(|s| &s.owner == o));
+    let (cfg, refs) = config::host_of(&args.provider, file, source)?;
+    let kind = cfg.kind();
     super::check_hosts(&cfg.dialed()).await?;
     // `login` asks even when a stored file exists: replacing it is what it is for. Flags, env
     // and the config file's references still win so it can run in scripts.
-    let refs = [file.bitbucket.credentials(file.base_dir())];
     let login = choose::for_login(
         &cfg,
         &args.provider,

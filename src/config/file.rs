@@ -52,6 +52,10 @@ pub struct FileConfig {
     /// Where the file was read from; relative paths in it are relative to its directory.
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The file's top-level tables as written, for laying a `[[source]]`'s keys over its
+    /// provider's table ([`overlay`]).
+    #[serde(skip)]
+    pub tables: toml::Table,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -101,8 +105,19 @@ pub struct BitbucketSection {
     pub consumer_secret: Option<toml::Spanned<toml::Value>>,
 }
 
+impl BitbucketSection {
+    /// The key and the secret are found separately (see
+    /// `provider::bitbucket::consumer::resolve_consumer`), so a source naming its own key still
+    /// takes the table's secret, and the other way round.
+    pub const CREDENTIAL_GROUPS: &[&[&str]] = &[
+        &["consumer_key", "consumer_key_env"],
+        &["consumer_secret_file", "consumer_secret_env"],
+    ];
+}
+
+/// One owner of a multi-owner run. Besides these keys it may set any key of its provider's
+/// own table (`[bitbucket]`, `[github]`, …) for this owner only: see [`overlay`].
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceSection {
     #[serde(default = "default_provider")]
     pub provider: String,
@@ -111,12 +126,9 @@ pub struct SourceSection {
     pub include: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
-    pub consumer_key: Option<String>,
-    pub consumer_key_env: Option<String>,
-    pub consumer_secret_file: Option<PathBuf>,
-    pub consumer_secret_env: Option<String>,
-    /// Only here to give a precise error; any value is refused.
-    pub consumer_secret: Option<toml::Spanned<toml::Value>>,
+    /// The other keys, checked against the provider's table when the file is parsed.
+    #[serde(flatten)]
+    pub settings: toml::Table,
 }
 
 fn default_provider() -> String {
@@ -137,18 +149,67 @@ impl BitbucketSection {
     }
 }
 
-impl SourceSection {
-    pub fn credentials(&self, base: Option<&Path>) -> CredentialRefs {
-        CredentialRefs {
-            consumer_key: self.consumer_key.clone(),
-            consumer_key_env: self.consumer_key_env.clone(),
-            consumer_secret_file: self
-                .consumer_secret_file
-                .as_deref()
-                .map(|p| relative_to(base, p)),
-            consumer_secret_env: self.consumer_secret_env.clone(),
+/// A provider's table (`table`, as written in the file) with one `[[source]]`'s `keys` laid
+/// over it, read as that provider's section type `T`: the source's keys win. A source key from
+/// one of `groups` (alternative ways to give one credential, say `token_file` / `token_env`)
+/// also drops the table's other members of that group, so one credential is never pieced
+/// together from two owners' settings.
+///
+/// Each key is checked on its own first, so an error names it: `Err((key, message))`. A
+/// value is never quoted for a key that may hold a secret, and a key that *is* a secret (not
+/// a `*_file` / `*_env` reference to one) is refused outright.
+pub fn overlay<T: serde::de::DeserializeOwned>(
+    table: Option<&toml::Value>,
+    keys: &toml::Table,
+    groups: &[&[&str]],
+) -> Result<T, (String, String)> {
+    for (key, value) in keys {
+        if names_a_secret(key) {
+            return Err((
+                key.clone(),
+                format!(
+                    "secrets may not be written in the config file: reference one instead \
+                     ({key}_file or {key}_env), or use `git-offsite login`"
+                ),
+            ));
+        }
+        let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+        if let Err(e) = toml::Value::Table(one).try_into::<T>() {
+            let secretive = ["secret", "token", "key", "password"]
+                .iter()
+                .any(|w| key.contains(w));
+            // An unknown key quotes no value; a wrong type may quote it.
+            let message = e.message().trim();
+            let message = if secretive && !message.starts_with("unknown field") {
+                "invalid value".to_string()
+            } else {
+                message.to_string()
+            };
+            return Err((key.clone(), message));
         }
     }
+    let mut merged = table
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .unwrap_or_default();
+    for group in groups {
+        if group.iter().any(|k| keys.contains_key(*k)) {
+            for k in *group {
+                merged.remove(*k);
+            }
+        }
+    }
+    merged.extend(keys.iter().map(|(k, v)| (k.clone(), v.clone())));
+    toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e| (String::new(), e.message().trim().to_string()))
+}
+
+/// A key whose value would be the secret itself rather than where to find it.
+fn names_a_secret(key: &str) -> bool {
+    ["secret", "token", "password", "private_key"]
+        .iter()
+        .any(|w| key.ends_with(w))
 }
 
 impl FileConfig {
@@ -186,18 +247,7 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     let cfg: FileConfig =
         toml::from_str(text).map_err(|e| file_error(path, text, e.span(), e.message()))?;
-    let inline_secret = cfg
-        .bitbucket
-        .consumer_secret
-        .as_ref()
-        .into_iter()
-        .chain(
-            cfg.sources
-                .iter()
-                .filter_map(|s| s.consumer_secret.as_ref()),
-        )
-        .next();
-    if let Some(spanned) = inline_secret {
+    if let Some(spanned) = &cfg.bitbucket.consumer_secret {
         // Point at the line, never quote it: it holds the secret.
         return Err(ConfigError::File {
             path: path.to_path_buf(),
@@ -208,15 +258,19 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
                 .into(),
         });
     }
+    let mut cfg = cfg;
+    cfg.tables = toml::from_str(text).map_err(|e| file_error(path, text, e.span(), e.message()))?;
     for (i, s) in cfg.sources.iter().enumerate() {
-        if let Err(e) = crate::provider::choose::kind_of(None, Some(&s.provider)) {
-            return Err(ConfigError::File {
-                path: path.to_path_buf(),
-                line: find_line(text, "provider", i),
-                key: Some("source.provider".into()),
-                message: e.to_string(),
-            });
-        }
+        let refused = |key: &str, message: String| ConfigError::File {
+            path: path.to_path_buf(),
+            line: source_line(text, i, key),
+            key: Some(format!("source.{key}")),
+            message,
+        };
+        let kind = crate::provider::choose::kind_of(None, Some(&s.provider))
+            .map_err(|e| refused("provider", e.to_string()))?;
+        crate::provider::choose::file_for_source(&cfg, kind, &s.settings)
+            .map_err(|(key, message)| refused(&key, message))?;
     }
     if let Some(f) = &cfg.log_format
         && !matches!(f.as_str(), "text" | "json")
@@ -233,6 +287,25 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Line of `key`'s assignment in the `nth` `[[source]]` (for checks made after parsing).
+fn source_line(text: &str, nth: usize, key: &str) -> Option<usize> {
+    let assigns = |l: &str| l.trim_start().split('=').next().map(str::trim) == Some(key);
+    let mut lines = text.lines().enumerate();
+    let mut seen = 0;
+    for (_, l) in lines.by_ref() {
+        if l.trim().starts_with("[[source]]") {
+            if seen == nth {
+                break;
+            }
+            seen += 1;
+        }
+    }
+    lines
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| assigns(l))
+        .map(|(i, _)| i + 1)
 }
 
 /// Line of the `nth` assignment to `key` (for checks made after parsing).
@@ -376,5 +449,73 @@ consumer_secret_env = "LABS_SECRET"
         assert!(e.contains("line 3") && !e.contains("12345"), "{e}");
         let e = err("[bitbucket]\nconsumer_secret_file = 987654\n");
         assert!(e.contains("line 2") && !e.contains("987654"), "{e}");
+    }
+
+    fn seen_by(cfg: &FileConfig, nth: usize) -> FileConfig {
+        let s = &cfg.sources[nth];
+        let kind = crate::provider::choose::kind_of(None, Some(&s.provider)).unwrap();
+        crate::provider::choose::file_for_source(cfg, kind, &s.settings).unwrap()
+    }
+
+    #[test]
+    fn a_source_lays_its_keys_over_its_providers_table() {
+        let cfg = parse(FULL, Path::new("cfg.toml")).unwrap();
+        // The first source sets nothing: the table as written.
+        let acme = seen_by(&cfg, 0).bitbucket;
+        assert_eq!(acme.consumer_key.as_deref(), Some("KEY"));
+        // The second names its own key and secret: neither of the table's is kept beside them.
+        let labs = seen_by(&cfg, 1).bitbucket;
+        assert_eq!(
+            (labs.consumer_key, labs.consumer_key_env.as_deref()),
+            (None, Some("LABS_KEY"))
+        );
+        assert_eq!(
+            (
+                labs.consumer_secret_file,
+                labs.consumer_secret_env.as_deref()
+            ),
+            (None, Some("LABS_SECRET"))
+        );
+        assert_eq!(labs.api_url, acme.api_url, "non-credential keys are kept");
+        // Key and secret are separate groups for Bitbucket: a source's secret keeps the key.
+        let text = "[bitbucket]\nconsumer_key = \"K\"\nconsumer_secret_file = \"s\"\n\
+                    [[source]]\nowner = \"a\"\nconsumer_secret_env = \"A_SECRET\"\n";
+        let a = seen_by(&parse(text, Path::new("c")).unwrap(), 0).bitbucket;
+        assert_eq!(a.consumer_key.as_deref(), Some("K"));
+        assert_eq!(
+            (a.consumer_secret_file, a.consumer_secret_env.as_deref()),
+            (None, Some("A_SECRET"))
+        );
+        // GitHub: a source's token replaces the table's app, an installation id alone does not.
+        let text = "[github]\napp_id = \"1\"\nprivate_key_file = \"k.pem\"\n\
+                    [[source]]\nprovider = \"github\"\nowner = \"a\"\ntoken_env = \"A_TOKEN\"\n\
+                    [[source]]\nprovider = \"github\"\nowner = \"b\"\ninstallation_id = 7\n";
+        let cfg = parse(text, Path::new("c")).unwrap();
+        let a = seen_by(&cfg, 0).github;
+        assert_eq!((a.app_id, a.token_env.as_deref()), (None, Some("A_TOKEN")));
+        let b = seen_by(&cfg, 1).github;
+        assert_eq!(
+            (b.app_id.as_deref(), b.installation_id),
+            (Some("1"), Some(7))
+        );
+    }
+
+    #[test]
+    fn a_sources_keys_are_checked_against_its_provider() {
+        let e = err(
+            "[[source]]\nowner = \"a\"\nconsumer_key = \"k\"\n\n[[source]]\nowner = \"b\"\nprovider = \"github\"\nconsumer_key = \"k\"\n",
+        );
+        assert!(
+            e.contains("line 8") && e.contains("consumer_key") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = err("[[source]]\nowner = \"a\"\nprovider = \"github\"\ntoken = \"ghp_leak\"\n");
+        assert!(e.contains("line 4") && e.contains("token_file"), "{e}");
+        assert!(!e.contains("ghp_leak"), "{e}");
+        let e = err("[[source]]\nowner = \"a\"\nprovider = \"github\"\ntoken_file = 31337\n");
+        assert!(e.contains("line 4") && !e.contains("31337"), "{e}");
+        let e = err("[[source]]\nowner = \"a\"\nprovider = \"urls\"\nurl = \"x\"\n");
+        assert!(e.contains("line 4") && e.contains("--url-file"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
     }
 }

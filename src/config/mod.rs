@@ -22,7 +22,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use crate::cli::{FilterArgs, ReportArgs, RetryArgs, UnchangedMode};
 use crate::provider::{ProviderArgs, ProviderConfig, choose};
 pub use destination::Destination;
-pub use file::{CredentialRefs, FileConfig};
+pub use file::{CredentialRefs, FileConfig, SourceSection};
 pub use read::{DateChoice, ReadConfig, RestoreConfig, VerifyConfig, VerifyLevel};
 pub use retention::{PruneConfig, RetentionSettings};
 pub use s3::{MIN_PART_SIZE, S3Settings, parse_size, write_options};
@@ -223,8 +223,32 @@ pub struct Source {
     /// The host and its checked settings (`--provider`, else the `[[source]]`'s `provider`).
     pub provider: ProviderConfig,
     pub filter: RepoFilter,
-    /// Config-file credential references, most specific first.
+    /// Bitbucket's config-file credential references (the source's keys over `[bitbucket]`).
     pub credentials: Vec<CredentialRefs>,
+}
+
+/// The host of one owner and its checked settings, with Bitbucket's credential references: the
+/// provider's table with `source`'s own keys over it, unless `--provider` names another host
+/// than the source's (then the source's keys are not for it).
+pub fn host_of(
+    providers: &ProviderArgs,
+    file: &FileConfig,
+    source: Option<&SourceSection>,
+) -> Result<(ProviderConfig, Vec<CredentialRefs>), ConfigError> {
+    let kind = choose::kind_of(providers.provider, source.map(|s| s.provider.as_str()))?;
+    let seen = match source {
+        Some(s) if choose::kind_of(None, Some(&s.provider))? == kind => {
+            choose::file_for_source(file, kind, &s.settings).map_err(|(key, message)| {
+                ConfigError::Other(format!(
+                    "the [[source]] of owner `{}`: `{key}` {message}",
+                    s.owner
+                ))
+            })?
+        }
+        _ => file.clone(),
+    };
+    let credentials = vec![seen.bitbucket.credentials(seen.base_dir())];
+    Ok((ProviderConfig::new(kind, providers, &seen)?, credentials))
 }
 
 /// The owners of this run: `--owner` (with the flags' filters), else every `[[source]]`
@@ -235,14 +259,7 @@ pub fn sources(
     providers: &ProviderArgs,
     file: &FileConfig,
 ) -> Result<Vec<Source>, ConfigError> {
-    let provider = |source: Option<&str>| {
-        ProviderConfig::new(
-            choose::kind_of(providers.provider, source)?,
-            providers,
-            file,
-        )
-    };
-    let base = file.bitbucket.credentials(file.base_dir());
+    let provider = |source: Option<&SourceSection>| host_of(providers, file, source);
     let flag_filters = !filter.include.is_empty() || !filter.exclude.is_empty();
     if let Some(owner) = owner {
         check_owner(owner)?;
@@ -252,14 +269,10 @@ pub fn sources(
             Some(s) if !flag_filters => RepoFilter::from_globs(&s.include, &s.exclude)?,
             _ => RepoFilter::new(filter)?,
         };
-        let mut credentials: Vec<CredentialRefs> = from_file
-            .map(|s| s.credentials(file.base_dir()))
-            .into_iter()
-            .collect();
-        credentials.push(base);
+        let (provider, credentials) = provider(from_file)?;
         return Ok(vec![Source {
             owner: owner.to_string(),
-            provider: provider(from_file.map(|s| s.provider.as_str()))?,
+            provider,
             filter,
             credentials,
         }]);
@@ -281,15 +294,16 @@ pub fn sources(
                     s.owner
                 )));
             }
+            let (provider, credentials) = provider(Some(s))?;
             Ok(Source {
                 owner: s.owner.clone(),
-                provider: provider(Some(&s.provider))?,
+                provider,
                 filter: if flag_filters {
                     RepoFilter::new(filter)?
                 } else {
                     RepoFilter::from_globs(&s.include, &s.exclude)?
                 },
-                credentials: vec![s.credentials(file.base_dir()), base.clone()],
+                credentials,
             })
         })
         .collect()

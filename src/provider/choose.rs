@@ -11,8 +11,10 @@ use url::Url;
 
 use super::Provider;
 use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
+use super::github::settings::GithubSection;
 use super::github::{self, GithubArgs, GithubEndpoints};
 use super::urls::{self, UrlsArgs, UrlsSettings};
+use crate::config::file::{BitbucketSection, overlay};
 use crate::config::url::UrlSource;
 use crate::config::{ConfigError, CredentialRefs, FileConfig};
 use crate::error::Error;
@@ -118,6 +120,37 @@ impl ProviderConfig {
             ProviderConfig::Github(e) => e.dialed(),
         }
     }
+}
+
+/// The config file as one `[[source]]` of provider `kind` sees it: that provider's table with
+/// the source's own `settings` laid over it ([`crate::config::file::overlay`]). An unknown or
+/// ill-typed key is `Err((key, message))`.
+pub fn file_for_source(
+    file: &FileConfig,
+    kind: ProviderKind,
+    settings: &toml::Table,
+) -> Result<FileConfig, (String, String)> {
+    let mut seen = file.clone();
+    if settings.is_empty() {
+        return Ok(seen);
+    }
+    let table = file.tables.get(kind.name());
+    match kind {
+        ProviderKind::Bitbucket => {
+            seen.bitbucket = overlay(table, settings, BitbucketSection::CREDENTIAL_GROUPS)?;
+        }
+        ProviderKind::Github => {
+            seen.github = overlay(table, settings, GithubSection::CREDENTIAL_GROUPS)?;
+        }
+        ProviderKind::Urls => {
+            let key = settings.keys().next().cloned().unwrap_or_default();
+            return Err((
+                key,
+                "is not a key of a `urls` source: its URLs come from --url / --url-file".into(),
+            ));
+        }
+    }
+    Ok(seen)
 }
 
 /// `--provider`, else the source's `provider`, else the default.

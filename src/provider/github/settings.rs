@@ -34,6 +34,12 @@ pub struct GithubSection {
 }
 
 impl GithubSection {
+    /// A source naming any credential of its own (an app or a token) takes none of the
+    /// table's, so an app from `[github]` never outranks a source's token; `installation_id`
+    /// stays separate, so sources can share one app.
+    pub const CREDENTIAL_GROUPS: &[&[&str]] =
+        &[&["app_id", "private_key_file", "token_file", "token_env"]];
+
     /// This table with its paths resolved against `base` (the config file's directory).
     fn resolved(&self, base: Option<&Path>) -> Self {
         let at = |p: &Option<PathBuf>| {
