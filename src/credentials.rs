@@ -74,7 +74,7 @@ pub fn load(path: &Path) -> Result<StoredFile, ConfigError> {
             return Err(cred_err(
                 path,
                 format!(
-                    "is readable by other users (mode {:o}): run `chmod 600 {}` and rotate the consumer secret",
+                    "is readable by other users (mode {:o}): run `chmod 600 {}` and rotate the secrets it holds",
                     mode & 0o777,
                     path.display()
                 ),
@@ -90,7 +90,13 @@ pub fn load(path: &Path) -> Result<StoredFile, ConfigError> {
                 format!(" at line {line}")
             })
             .unwrap_or_default();
-        cred_err(path, format!("is not valid{at}; expected a [bitbucket] table with consumer_key and consumer_secret"))
+        cred_err(
+            path,
+            format!(
+                "is not valid TOML{at}; expected one table per provider ({}), as `git-offsite login` writes it",
+                crate::provider::ProviderKind::names()
+            ),
+        )
     })?;
     if let Some(name) = sections
         .iter()
