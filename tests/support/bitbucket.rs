@@ -17,7 +17,6 @@
 //! `git-receive-pack` from one HTTP Basic user and password, and nothing else.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::IntoFuture;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +35,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::git_http::{self, GitHttp, GitRequest, basic_auth, bump, head_branch};
+use super::server;
 
 pub use self::damage::Damage;
 
@@ -235,8 +235,8 @@ pub struct Stats {
 /// `git http-backend` children and deletes its temporary root.
 pub struct Emulator {
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropped after the fields above, so the server stops before the root is deleted.
+    _server: server::Server,
     _root: tempfile::TempDir,
 }
 
@@ -252,14 +252,9 @@ impl Emulator {
             .prefix("bitbucket-emulator-")
             .tempdir()
             .expect("emulator root");
-        // Bound here, on the caller's thread, so the port is known before this returns.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let port = listener.local_addr().expect("local addr").port();
+        let bound = server::Bound::new();
         let shared = Arc::new(Shared {
-            base: format!("http://127.0.0.1:{port}"),
+            base: bound.base(),
             root: root.path().to_owned(),
             git: GitHttp::new(root.path(), "bitbucket-emulator"),
             inner: Mutex::default(),
@@ -267,35 +262,10 @@ impl Emulator {
             damage: Arc::default(),
         });
         let app = router(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("bitbucket-emulator".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("bitbucket-emulator")
-                    .enable_all()
-                    .build()
-                    .expect("emulator runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    // Not a graceful shutdown: a test that is over should not wait for a
-                    // half-streamed clone to finish.
-                    tokio::select! {
-                        res = axum::serve(listener, app).into_future() => res.expect("emulator server"),
-                        _ = rx => {}
-                    }
-                });
-                // Dropping the runtime drops every connection task; their `kill_on_drop`
-                // children go with them.
-                rt.shutdown_timeout(Duration::from_secs(5));
-            })
-            .expect("spawn emulator thread");
+        let server = bound.serve("bitbucket-emulator", app);
         Emulator {
             shared,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: server,
             _root: root,
         }
     }
@@ -495,17 +465,6 @@ impl Emulator {
             max_concurrent_git: git.max_concurrent,
             max_concurrent_packs: git.max_concurrent_packs,
             push_requests: get(&c.push_requests),
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

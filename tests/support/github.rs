@@ -14,7 +14,6 @@
 //! server (same scheme, host and port), so every test exercises that derivation.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -29,6 +28,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
 use super::git_http::{self, GitHttp, GitRequest, bump, head_branch};
+use super::server;
 
 /// Installation tokens "expire one hour from the time you create them" (GitHub docs).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -153,8 +153,8 @@ pub struct Stats {
 
 pub struct Emulator {
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropped after the fields above, so the server stops before the root is deleted.
+    _server: server::Server,
     _root: tempfile::TempDir,
 }
 
@@ -220,13 +220,9 @@ impl Emulator {
             .prefix("github-emulator-")
             .tempdir()
             .expect("emulator root");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let port = listener.local_addr().expect("local addr").port();
+        let bound = server::Bound::new();
         let shared = Arc::new(Shared {
-            base: format!("http://127.0.0.1:{port}"),
+            base: bound.base(),
             git: GitHttp::new(root.path(), "github-emulator"),
             inner: Mutex::new(Inner {
                 apps: HashMap::new(),
@@ -242,30 +238,10 @@ impl Emulator {
             counters: Counters::default(),
         });
         let app = router(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("github-emulator".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("emulator runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        res = axum::serve(listener, app).into_future() => res.expect("emulator server"),
-                        _ = rx => {}
-                    }
-                });
-                rt.shutdown_timeout(Duration::from_secs(5));
-            })
-            .expect("spawn emulator thread");
+        let server = bound.serve("github-emulator", app);
         Emulator {
             shared,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: server,
             _root: root,
         }
     }
@@ -404,17 +380,6 @@ impl Emulator {
             rate_limited: get(&c.rate_limited),
             unauthorized: get(&c.unauthorized),
             git_requests: self.shared.git.stats().requests,
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

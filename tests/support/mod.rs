@@ -14,4 +14,5 @@ pub mod procstat;
 pub mod provider_contract;
 pub mod readback;
 pub mod s3;
+pub mod server;
 pub mod trap;
