@@ -30,10 +30,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use url::Url;
+
+mod push;
+mod text;
+
+pub use push::{PushError, Pushgateway, push};
+#[cfg(test)]
+use text::Sample;
+pub use text::escape_label;
+use text::parse_samples;
+use text::{Family, escape_help};
 
 use crate::backup::Report;
-use crate::healthcheck::{Failure, HttpClient, parse_http_url, redact_url};
 use crate::manifest::Manifest;
 
 /// The Pushgateway `job` label and grouping-key value.
@@ -267,152 +275,8 @@ impl RunMetrics {
     }
 }
 
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    samples: Vec<String>,
-}
-
-impl Family {
-    fn new(name: &'static str, help: &'static str) -> Self {
-        Family {
-            name,
-            help,
-            samples: Vec::new(),
-        }
-    }
-
-    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut line = String::from(self.name);
-        if !labels.is_empty() {
-            line.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    line.push(',');
-                }
-                let _ = write!(line, "{k}=\"{}\"", escape_label(v));
-            }
-            line.push('}');
-        }
-        line.push(' ');
-        line.push_str(&format_value(value));
-        self.samples.push(line);
-    }
-}
-
 fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
-}
-
-/// Label values escape `\`, `"` and newline.
-pub fn escape_label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-/// `# HELP` text escapes `\` and newline.
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// Go's `ParseFloat` spellings: integers without a fraction, `+Inf`, `-Inf`, `NaN`.
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
-
-/// One sample line of an exposition: name, labels in order, value.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-}
-
-/// A tolerant reader of sample lines: comments and lines it cannot read are skipped (the file
-/// may have been edited by hand; carrying over is best effort).
-pub(crate) fn parse_samples(text: &str) -> Vec<Sample> {
-    text.lines().filter_map(parse_line).collect()
-}
-
-fn parse_line(line: &str) -> Option<Sample> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
-    let name = &line[..name_end];
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(r) = rest.strip_prefix('{') {
-        let mut chars = r.char_indices().peekable();
-        loop {
-            while chars
-                .next_if(|(_, c)| c.is_whitespace() || *c == ',')
-                .is_some()
-            {}
-            let (start, c) = chars.next()?;
-            if c == '}' {
-                rest = &r[start + 1..];
-                break;
-            }
-            let mut key = String::from(c);
-            loop {
-                let (_, c) = chars.next()?;
-                if c == '=' {
-                    break;
-                }
-                key.push(c);
-            }
-            while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
-            if chars.next()?.1 != '"' {
-                return None;
-            }
-            let mut value = String::new();
-            loop {
-                match chars.next()?.1 {
-                    '"' => break,
-                    '\\' => match chars.next()?.1 {
-                        'n' => value.push('\n'),
-                        c => value.push(c),
-                    },
-                    c => value.push(c),
-                }
-            }
-            labels.push((key.trim().to_string(), value));
-        }
-    }
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" | "Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse().ok()?,
-    };
-    Some(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -484,118 +348,6 @@ pub fn write_file(path: &Path, metrics: &RunMetrics) -> Result<(), MetricsError>
         source: e.error,
     })?;
     Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PushError {
-    /// The message never repeats the URL: it may hold credentials.
-    #[error("invalid Pushgateway URL: {0}")]
-    InvalidUrl(String),
-    #[error("cannot set up the HTTP client: {0}")]
-    Client(String),
-    #[error("pushing metrics to {url} failed: {message}")]
-    Request { url: String, message: String },
-    #[error("the Pushgateway at {url} answered {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
-}
-
-/// A Pushgateway to `POST` each owner's metrics to.
-#[derive(Debug, Clone)]
-pub struct Pushgateway {
-    base: Url,
-    http: HttpClient,
-}
-
-impl Pushgateway {
-    /// `url` is the gateway's base (`http://pushgateway.monitoring.svc:9091`, possibly with a
-    /// path prefix and `user:password@` for basic auth). Timeout 10 s, two retries.
-    pub fn new(url: &str) -> Result<Self, PushError> {
-        let base = parse_http_url(url).map_err(PushError::InvalidUrl)?;
-        Ok(Pushgateway {
-            base,
-            http: HttpClient::new().map_err(PushError::Client)?,
-        })
-    }
-
-    /// Retries after a connection error, timeout, 429 or 5xx, `delay` doubling each time.
-    pub fn with_retries(mut self, retries: u32, delay: Duration) -> Self {
-        self.http = self.http.with_retries(retries, delay);
-        self
-    }
-
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.http = self.http.with_timeout(timeout);
-        self
-    }
-
-    /// `{base}/metrics/job/git-offsite/owner/<owner>`; owners with characters outside
-    /// `[A-Za-z0-9._~-]` use the gateway's `owner@base64/<url-safe base64>` form.
-    pub fn group_url(&self, owner: &str) -> Url {
-        let mut url = self.base.clone();
-        let plain = !owner.is_empty()
-            && owner
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'));
-        let (label, value) = if plain {
-            ("owner", owner.to_string())
-        } else {
-            ("owner@base64", base64url(owner))
-        };
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments
-                .pop_if_empty()
-                .extend(["metrics", "job", JOB, label, &value]);
-        }
-        url.set_query(None);
-        url.set_fragment(None);
-        url
-    }
-
-    /// Pushes every owner's group. All owners are tried; the first error is returned.
-    pub async fn push(&self, metrics: &RunMetrics) -> Result<(), PushError> {
-        let mut first: Option<PushError> = None;
-        for run in metrics.runs() {
-            let url = self.group_url(&run.owner);
-            let body = metrics.render_owner(run);
-            if let Err(e) = self.http.post(&url, body, CONTENT_TYPE).await {
-                let shown = redact_url(&url, true);
-                let err = match e {
-                    Failure::Request(message) => PushError::Request {
-                        url: shown,
-                        message,
-                    },
-                    Failure::Status(status, body) => PushError::Status {
-                        url: shown,
-                        status,
-                        body,
-                    },
-                };
-                tracing::debug!(owner = %run.owner, error = %err, "metrics push failed");
-                first.get_or_insert(err);
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-}
-
-/// RFC 4648 §5 base64 without padding, as the Pushgateway's `@base64` label form takes;
-/// `=` for the empty string, which the Pushgateway requires.
-fn base64url(value: &str) -> String {
-    use base64::Engine;
-    if value.is_empty() {
-        return "=".into();
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value)
-}
-
-/// `Pushgateway::new(url)?.push(metrics)` with the defaults.
-pub async fn push(url: &str, metrics: &RunMetrics) -> Result<(), PushError> {
-    Pushgateway::new(url)?.push(metrics).await
 }
 
 #[cfg(test)]
@@ -809,76 +561,5 @@ mod tests {
         // Pushed bodies never carry it over: the gateway keeps its own value.
         let acme = m.runs().find(|r| r.owner == "acme").unwrap();
         assert!(!m.render_owner(acme).contains(LAST_SUCCESS));
-    }
-
-    #[test]
-    fn label_values_are_escaped_and_read_back() {
-        let nasty = "a\\b\"c\nd";
-        let mut f = Family::new("x", "h");
-        f.sample(&[("repository", nasty)], 1.0);
-        assert_eq!(f.samples[0], r#"x{repository="a\\b\"c\nd"} 1"#);
-        let s = parse_samples(&f.samples[0]);
-        assert_eq!(
-            s[0].labels,
-            vec![("repository".to_string(), nasty.to_string())]
-        );
-        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
-    }
-
-    #[test]
-    fn values_use_prometheus_spellings() {
-        assert_eq!(format_value(3.0), "3");
-        assert_eq!(format_value(0.5), "0.5");
-        assert_eq!(format_value(f64::INFINITY), "+Inf");
-        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(format_value(f64::NAN), "NaN");
-        assert_eq!(format_value(1_732_400_000.123), "1732400000.123");
-    }
-
-    #[test]
-    fn the_parser_skips_what_it_cannot_read() {
-        let s = parse_samples(
-            "# HELP a b\n\nbroken{x=\"1\" 2\nplain 4 1700000000000\nspaced{ a = \"1\" , b=\"2\",} 5\nbad value\n",
-        );
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].name, "plain");
-        assert_eq!(s[0].value, 4.0);
-        assert_eq!(s[1].labels.len(), 2);
-    }
-
-    #[test]
-    fn base64url_matches_rfc4648() {
-        assert_eq!(base64url(""), "=");
-        assert_eq!(base64url("f"), "Zg");
-        assert_eq!(base64url("fo"), "Zm8");
-        assert_eq!(base64url("foo"), "Zm9v");
-        assert_eq!(base64url("/var/tmp"), "L3Zhci90bXA");
-        assert_eq!(base64url("Προμηθεύς"), "zqDPgc6_zrzOt864zrXPjc-C");
-    }
-
-    #[test]
-    fn group_urls_keep_the_base_path_and_encode_odd_owners() {
-        let p = Pushgateway::new("http://u:p@gw.example:9091/prefix/?x=1").unwrap();
-        assert_eq!(
-            p.group_url("acme").as_str(),
-            "http://u:p@gw.example:9091/prefix/metrics/job/git-offsite/owner/acme"
-        );
-        assert_eq!(
-            p.group_url("a/b").as_str(),
-            "http://u:p@gw.example:9091/prefix/metrics/job/git-offsite/owner@base64/YS9i"
-        );
-        let p = Pushgateway::new("http://gw.example:9091").unwrap();
-        assert_eq!(
-            p.group_url("acme").as_str(),
-            "http://gw.example:9091/metrics/job/git-offsite/owner/acme"
-        );
-        assert!(matches!(
-            Pushgateway::new("ftp://x"),
-            Err(PushError::InvalidUrl(_))
-        ));
-        let err = Pushgateway::new("not a url with secret")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("secret"), "{err}");
     }
 }
