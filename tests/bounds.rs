@@ -35,14 +35,13 @@ fn provider(emu: &Emulator) -> BitbucketProvider {
         api_url: emu.api_url().parse().unwrap(),
         token_url: emu.token_url().parse().unwrap(),
         git_url: None,
-        consumer_key: KEY.into(),
-        consumer_secret: Secret::new(SECRET),
         retry: RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(10),
         },
         user_agent: "git-offsite-tests".into(),
+        ..BitbucketOptions::new(KEY, Secret::new(SECRET))
     })
     .unwrap()
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod backup;
+mod bbtokens;
 mod bounds;
 mod cli;
 mod emulator;

@@ -35,10 +35,9 @@ fn provider_with(emu: &Emulator, key: &str, secret: &str) -> BitbucketProvider {
         api_url: emu.api_url().parse().unwrap(),
         token_url: emu.token_url().parse().unwrap(),
         git_url: None,
-        consumer_key: key.into(),
-        consumer_secret: Secret::new(secret),
         retry: fast_retry(),
         user_agent: "git-offsite-tests".into(),
+        ..BitbucketOptions::new(key, Secret::new(secret))
     })
     .unwrap()
 }

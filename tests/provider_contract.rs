@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use git_offsite::provider::Provider;
+use git_offsite::provider::bitbucket::consumer::ConsumerCredentials;
+use git_offsite::provider::bitbucket::credential::BitbucketCredential;
 use git_offsite::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolicy};
 use git_offsite::secret::Secret;
 
-use crate::support::bitbucket::{ConsumerOpts, Emulator, Fault, RepoOpts, Route};
+use crate::support::bitbucket::{ConsumerOpts, Emulator, Fault, RepoOpts, Route, TokenScope};
 use crate::support::git::simple_repo;
 use crate::support::provider_contract::{self as contract, HostFixture};
 
@@ -57,6 +59,8 @@ macro_rules! provider_suite {
 }
 
 provider_suite!(bitbucket, Bitbucket::new());
+provider_suite!(bitbucket_access_token, Bitbucket::token(false));
+provider_suite!(bitbucket_api_token, Bitbucket::token(true));
 provider_suite!(github, github_host::Github::new());
 
 /// The GitHub fixture: an App installed on every owner (the organisation-owned credential).
@@ -64,12 +68,15 @@ pub mod github_host;
 
 const KEY: &str = "contract-key";
 const SECRET: &str = "contract-secret-5d1e";
+const EMAIL: &str = "contract@example.com";
 const WRONG_SECRET: &str = "not-the-contract-secret-77a0";
 
 /// The Bitbucket emulator with one consumer and one bare repository that every listed
 /// repository points at (listing never reads it).
 struct Bitbucket {
     emu: Emulator,
+    /// `None`: the OAuth consumer; `Some(api)`: an access token (`false`) or an API token.
+    token: Option<bool>,
     source: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -82,19 +89,48 @@ impl Bitbucket {
         let source = simple_repo(dir.path(), "source", "main");
         Self {
             emu,
+            token: None,
             source,
             _dir: dir,
+        }
+    }
+
+    /// A workspace access token for `acme` (or an API token, with `api`), no consumer.
+    fn token(api: bool) -> Self {
+        let f = Self::new();
+        match api {
+            false => f
+                .emu
+                .add_access_token(SECRET, TokenScope::Workspace("acme".into())),
+            true => f.emu.add_api_token(EMAIL, SECRET, "someone"),
+        }
+        Self {
+            token: Some(api),
+            ..f
         }
     }
 
     fn with_secret(&self, secret: &str) -> Box<dyn Provider> {
         Box::new(
             BitbucketProvider::new(BitbucketOptions {
+                credential: match self.token {
+                    None => BitbucketCredential::Consumer(ConsumerCredentials {
+                        key: KEY.into(),
+                        secret: Secret::new(secret),
+                        key_source: "test",
+                        secret_source: "test",
+                    }),
+                    Some(false) => BitbucketCredential::AccessToken {
+                        token: Secret::new(secret),
+                    },
+                    Some(true) => BitbucketCredential::ApiToken {
+                        email: EMAIL.into(),
+                        token: Secret::new(secret),
+                    },
+                },
                 api_url: self.emu.api_url().parse().unwrap(),
                 token_url: self.emu.token_url().parse().unwrap(),
                 git_url: None,
-                consumer_key: KEY.into(),
-                consumer_secret: Secret::new(secret),
                 retry: RetryPolicy {
                     max_attempts: 4,
                     base_delay: Duration::from_millis(1),
@@ -137,7 +173,15 @@ impl HostFixture for Bitbucket {
     }
 
     fn expire_credentials(&self) {
-        self.emu.expire_tokens();
+        match self.token {
+            None => self.emu.expire_tokens(),
+            Some(false) => self.emu.revoke_access_token(SECRET),
+            Some(true) => self.emu.revoke_api_token(EMAIL, SECRET),
+        }
+    }
+
+    fn renewable(&self) -> bool {
+        self.token.is_none()
     }
 
     fn rate_limit_next_list(&self, retry_after: Option<u64>) {

@@ -20,12 +20,19 @@
 //! - **Secrets** live in [`Secret`]; errors are built from Bitbucket's `error`/`error_description`
 //!   and status codes, never from request or token bodies, and are scrubbed of the consumer secret.
 //!
+//! - **Credential kinds**: an OAuth consumer (renewed), or an access token (Bearer) or a user's
+//!   API token (Basic email:token), which cannot be renewed: their 401 is an auth failure that
+//!   says the token was revoked or expired.
+//!
 //! Layout: this file holds the provider and the listing loop; `token` everything that touches
-//! the consumer secret or a token, `page` the listing's wire format (pure, unit-tested); `args` its flags, `settings` its checked endpoints and `consumer` where
-//! its credentials come from (all reached through [`super::choose`]).
+//! the consumer secret or a token, `page` the listing's wire format (pure, unit-tested); `args`
+//! its flags, `settings` its checked endpoints, `consumer` and `credential` where its
+//! credentials come from (all reached through [`super::choose`]), `login` the `login` check.
 
 pub mod args;
 pub mod consumer;
+pub mod credential;
+mod login;
 mod page;
 mod settings;
 mod token;
@@ -43,10 +50,12 @@ use tracing::debug;
 use url::Url;
 
 pub use self::args::BitbucketArgs;
+use self::credential::{API_TOKEN_GIT_USER, BitbucketCredential, TOKEN_GIT_USER};
+pub use self::login::{FirstPage, LoginCheck};
 use self::page::api_error_message;
 pub use self::page::{PageListing, read_page};
 pub use self::settings::{BitbucketEndpoints, BitbucketOptions, build, expected_git_origin};
-use self::token::{CachedToken, OAuthClient, Renew, grants_repository_read, oauth_client};
+use self::token::{CachedToken, OAuthClient, Renew, oauth_client};
 pub use super::http::RetryPolicy;
 use super::http::pace::Pacer;
 use super::http::{Transient, Try, parse_retry_after, retrying};
@@ -67,36 +76,18 @@ const PAGELEN: u32 = 100;
 pub const MAX_PAGES: usize = 1_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-const GIT_USERNAME: &str = "x-token-auth";
-
-/// What `git-offsite login` learned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginCheck {
-    /// Scopes Bitbucket granted (the consumer's permissions), as sent; may be empty.
-    pub scopes: Vec<String>,
-    /// Lifetime of the token just issued.
-    pub token_lifetime: Duration,
-    /// Set when an owner was given: what its first page of repositories held.
-    pub first_page: Option<FirstPage>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirstPage {
-    pub owner: String,
-    /// Git repositories on the first page (at most 100).
-    pub git_repos: usize,
-    /// Whether more pages follow.
-    pub more: bool,
-}
 
 pub struct BitbucketProvider {
     api_url: Url,
     token_url: Url,
     /// Clone links elsewhere are rejected: the git token goes to this host only.
     git_origin: Url,
+    /// Empty for the token kinds.
     consumer_key: String,
-    /// Kept only to scrub it out of server-provided error text.
+    /// Kept only to scrub it out of server-provided error text (for the token kinds: the token).
     consumer_secret: Secret,
+    /// An access or API token, which is never renewed; `None`: the OAuth consumer.
+    fixed: Option<Fixed>,
     retry: RetryPolicy,
     oauth: OAuthClient,
     /// Token endpoint client: no redirects (the request carries the consumer secret).
@@ -116,6 +107,7 @@ impl fmt::Debug for BitbucketProvider {
             .field("token_url", &self.token_url.as_str())
             .field("consumer_key", &self.consumer_key)
             .field("consumer_secret", &self.consumer_secret)
+            .field("fixed", &self.fixed)
             .field("token_generation", &self.generation.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -123,12 +115,26 @@ impl fmt::Debug for BitbucketProvider {
 
 impl BitbucketProvider {
     pub fn new(opts: BitbucketOptions) -> Result<Self, ProviderError> {
-        if opts.consumer_key.trim().is_empty() || opts.consumer_secret.is_empty() {
-            return Err(auth(
-                "the OAuth consumer key or secret is empty: set --consumer-key/--consumer-secret \
-                 or BITBUCKET_CONSUMER_KEY/BITBUCKET_CONSUMER_SECRET",
-            ));
-        }
+        let (consumer_key, consumer_secret, fixed) = match opts.credential {
+            BitbucketCredential::Consumer(c) => {
+                if c.key.trim().is_empty() || c.secret.is_empty() {
+                    return Err(auth(
+                        "the OAuth consumer key or secret is empty: set \
+                         --consumer-key/--consumer-secret or \
+                         BITBUCKET_CONSUMER_KEY/BITBUCKET_CONSUMER_SECRET",
+                    ));
+                }
+                (c.key, c.secret, None)
+            }
+            BitbucketCredential::AccessToken { token } => {
+                (String::new(), token.clone(), Some(Fixed::Bearer(token)))
+            }
+            BitbucketCredential::ApiToken { email, token } => (
+                String::new(),
+                token.clone(),
+                Some(Fixed::Basic { email, token }),
+            ),
+        };
         let build = |redirect| {
             reqwest::Client::builder()
                 .user_agent(opts.user_agent.clone())
@@ -141,7 +147,7 @@ impl BitbucketProvider {
                     message: format!("cannot set up the HTTP client: {}", crate::error::chain(&e)),
                 })
         };
-        let oauth = oauth_client(&opts.consumer_key, &opts.consumer_secret, &opts.token_url);
+        let oauth = oauth_client(&consumer_key, &consumer_secret, &opts.token_url);
         Ok(Self {
             token_http: build(reqwest::redirect::Policy::none())?,
             // reqwest drops the Authorization header when a redirect changes host.
@@ -149,63 +155,15 @@ impl BitbucketProvider {
             git_origin: expected_git_origin(&opts.api_url, opts.git_url.as_ref()),
             api_url: opts.api_url,
             token_url: opts.token_url,
-            consumer_key: opts.consumer_key,
-            consumer_secret: opts.consumer_secret,
+            consumer_key,
+            consumer_secret,
+            fixed,
             retry: opts.retry,
             oauth,
             token: Mutex::new(None),
             generation: AtomicU64::new(0),
             pacer: Pacer::default(),
         })
-    }
-
-    /// For `git-offsite login`: always asks for a new token (proving key and secret), then,
-    /// with an owner, reads its first page. Errors say what to fix.
-    pub async fn check_login(&self, owner: Option<&str>) -> Result<LoginCheck, ProviderError> {
-        let CachedToken {
-            scopes,
-            lifetime: token_lifetime,
-            ..
-        } = self.token(Renew::Always).await?;
-        if !scopes.is_empty() && !scopes.iter().any(|s| grants_repository_read(s)) {
-            return Err(auth(format!(
-                "the OAuth consumer `{}` was granted [{}] but not `repository`: edit the consumer in \
-                 Bitbucket (workspace settings → OAuth consumers) and tick Repositories → Read",
-                self.consumer_key,
-                scopes.join(" ")
-            )));
-        }
-        let first_page = match owner {
-            None => None,
-            Some(owner) => {
-                let page = self.get_page(&self.repos_url(owner), owner, true).await?;
-                // Every git entry, whether or not it can be backed up as listed.
-                let git_repos = page.listing.repos.len() + page.listing.rejected.len();
-                Some(FirstPage {
-                    owner: owner.to_string(),
-                    git_repos,
-                    more: page.next.is_some(),
-                })
-            }
-        };
-        Ok(LoginCheck {
-            scopes,
-            token_lifetime,
-            first_page,
-        })
-    }
-
-    /// Where a workspace admin grants the consumer access: the token host's `authorize` page.
-    pub fn consent_url(&self) -> String {
-        let mut url = self
-            .token_url
-            .join("authorize")
-            .unwrap_or_else(|_| self.token_url.clone());
-        url.set_query(None);
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.consumer_key)
-            .append_pair("response_type", "code");
-        url.to_string()
     }
 
     /// `{api}/repositories/{owner}?pagelen=100`, the owner encoded as one path segment.
@@ -227,11 +185,11 @@ impl BitbucketProvider {
         owner: &str,
         first: bool,
     ) -> Result<PageListing, ProviderError> {
-        let mut token = self.token(Renew::IfStale).await?;
+        let mut token = self.api_auth(Renew::IfStale).await?;
         let mut renewed = false;
         loop {
             debug!(%url, "listing Bitbucket repositories");
-            let token_ref = &token.secret;
+            let token_ref = &token.0;
             let (status, body) = retrying(&self.retry, PROVIDER, url, move || {
                 Box::pin(self.send_api(url, token_ref))
             })
@@ -244,9 +202,12 @@ impl BitbucketProvider {
                         message,
                     }
                 }),
+                StatusCode::UNAUTHORIZED if self.fixed.is_some() => {
+                    Err(self.fixed_refused(url, &message()))
+                }
                 StatusCode::UNAUTHORIZED if !renewed => {
                     debug!(%url, "access token refused; renewing it once");
-                    token = self.token(Renew::IfStill(token.generation)).await?;
+                    token = self.api_auth(Renew::IfStill(token.1)).await?;
                     renewed = true;
                     continue;
                 }
@@ -257,9 +218,9 @@ impl BitbucketProvider {
                     self.consumer_key
                 ))),
                 StatusCode::FORBIDDEN => Err(auth(format!(
-                    "Bitbucket denied access to workspace `{owner}` ({}): the OAuth consumer needs \
-                     Repositories → Read and must belong to a member of that workspace",
-                    message()
+                    "Bitbucket denied access to workspace `{owner}` ({}): {}",
+                    message(),
+                    self.needs()
                 ))),
                 s => Err(ProviderError::listing_status(
                     PROVIDER,
@@ -325,13 +286,12 @@ impl BitbucketProvider {
     async fn send_api(
         &self,
         url: &Url,
-        token: &Secret,
+        token: &ApiAuth,
     ) -> Result<Try<(StatusCode, Vec<u8>)>, ProviderError> {
         self.pacer.wait().await;
-        let sent = self
-            .api_http
-            .get(url.clone())
-            .bearer_auth(token.expose())
+        let request = self.api_http.get(url.clone());
+        let sent = token
+            .apply(request)
             .header(ACCEPT, "application/json")
             .send()
             .await;
@@ -414,31 +374,115 @@ impl Provider for BitbucketProvider {
         _repo: &RemoteRepo,
         refresh: bool,
     ) -> Result<Option<GitAuth>, ProviderError> {
-        let renew = match refresh {
-            true => Renew::IfStill(self.generation.load(Ordering::Acquire)),
-            false => Renew::IfStale,
+        let (username, password) = match &self.fixed {
+            // Nothing to renew: a refused token is reported by the clone as an auth failure.
+            Some(Fixed::Bearer(token)) => (TOKEN_GIT_USER, token.clone()),
+            Some(Fixed::Basic { token, .. }) => (API_TOKEN_GIT_USER, token.clone()),
+            None => {
+                let renew = match refresh {
+                    true => Renew::IfStill(self.generation.load(Ordering::Acquire)),
+                    false => Renew::IfStale,
+                };
+                (TOKEN_GIT_USER, self.token(renew).await?.secret)
+            }
         };
-        let password = self.token(renew).await?.secret;
         Ok(Some(GitAuth {
-            username: GIT_USERNAME.to_string(),
+            username: username.to_string(),
             password,
         }))
     }
 
     async fn login_check(&self, owner: Option<&str>) -> Result<String, ProviderError> {
-        let check = self.check_login(owner).await?;
-        Ok(match &check.first_page {
-            Some(p) => format!("the consumer can read workspace `{}`", p.owner),
-            None => "the consumer key and secret are valid".into(),
-        })
+        self.login_summary(owner).await
     }
 
     fn login_help(&self) -> Option<String> {
-        Some(format!(
-            "If the consumer has not been authorised yet, open this URL while logged in to \
-             Bitbucket and grant access:\n  {}",
-            self.consent_url()
-        ))
+        self.fixed.is_none().then(|| {
+            format!(
+                "If the consumer has not been authorised yet, open this URL while logged in to \
+                 Bitbucket and grant access:\n  {}",
+                self.consent_url()
+            )
+        })
+    }
+}
+
+/// An access or API token: sent as is on every call, never renewed.
+#[derive(Debug)]
+enum Fixed {
+    Bearer(Secret),
+    /// HTTP Basic with the Atlassian account email (not the Bitbucket username).
+    Basic {
+        email: String,
+        token: Secret,
+    },
+}
+
+/// How one API call authenticates.
+struct ApiAuth(Fixed);
+
+impl ApiAuth {
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.0 {
+            Fixed::Bearer(token) => request.bearer_auth(token.expose()),
+            Fixed::Basic { email, token } => request.basic_auth(email, Some(token.expose())),
+        }
+    }
+}
+
+impl BitbucketProvider {
+    /// The API credential of the next call: the fixed token, or the consumer's cached OAuth
+    /// token (renewed per `renew`) and its generation.
+    async fn api_auth(&self, renew: Renew) -> Result<(ApiAuth, u64), ProviderError> {
+        Ok(match &self.fixed {
+            Some(Fixed::Bearer(t)) => (ApiAuth(Fixed::Bearer(t.clone())), 0),
+            Some(Fixed::Basic { email, token }) => (
+                ApiAuth(Fixed::Basic {
+                    email: email.clone(),
+                    token: token.clone(),
+                }),
+                0,
+            ),
+            None => {
+                let t = self.token(renew).await?;
+                (ApiAuth(Fixed::Bearer(t.secret)), t.generation)
+            }
+        })
+    }
+
+    /// A 401 to a token that cannot be renewed: revoked, expired, or never valid.
+    fn fixed_refused(&self, url: &Url, said: &str) -> ProviderError {
+        auth(self.scrub(&match &self.fixed {
+            Some(Fixed::Basic { email, .. }) => format!(
+                "Bitbucket answered 401 to {url} ({said}): the API token of `{email}` was revoked \
+                 or expired, or is not that account's: create a new one (Atlassian account → \
+                 Security → API tokens, scope read:repository:bitbucket) and pass it with \
+                 --api-token-file or BITBUCKET_API_TOKEN"
+            ),
+            _ => format!(
+                "Bitbucket answered 401 to {url} ({said}): the access token was revoked or \
+                 expired: create a new one with the `repository` read scope and pass it with \
+                 --access-token-file or BITBUCKET_ACCESS_TOKEN"
+            ),
+        }))
+    }
+
+    /// What the credential needs to read a workspace, for a 403.
+    fn needs(&self) -> &'static str {
+        match &self.fixed {
+            None => {
+                "the OAuth consumer needs Repositories → Read and must belong to a member of \
+                 that workspace"
+            }
+            Some(Fixed::Bearer(_)) => {
+                "the access token needs the `repository` read scope and must belong to that \
+                 workspace (or one of its projects or repositories)"
+            }
+            Some(Fixed::Basic { .. }) => {
+                "the API token needs the read:repository:bitbucket scope and its user must be a \
+                 member of that workspace"
+            }
+        }
     }
 }
 

@@ -40,7 +40,7 @@ pub struct ProviderArgs {
 /// The hosts git-offsite can list repositories on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, ValueEnum)]
 pub enum ProviderKind {
-    /// Bitbucket Cloud (an OAuth consumer's client credentials).
+    /// Bitbucket Cloud (an OAuth consumer, an access token, or a user's API token).
     #[default]
     Bitbucket,
     /// Plain git URLs (`--url`, `--url-file`), credentials from a netrc file or none.
@@ -183,7 +183,7 @@ pub fn build(
 ) -> Result<Box<dyn Provider>, Error> {
     Ok(match cfg {
         ProviderConfig::Bitbucket(endpoints) => {
-            let creds = bitbucket::consumer::for_run(&args.bitbucket, env, refs)?;
+            let creds = bitbucket::credential::for_run(&args.bitbucket, env, refs)?;
             Box::new(bitbucket::build(endpoints, retry, creds)?)
         }
         ProviderConfig::Urls(settings) => Box::new(urls::build(settings)?),
@@ -213,10 +213,11 @@ pub fn for_login(
 ) -> Result<ForLogin, Error> {
     Ok(match cfg {
         ProviderConfig::Bitbucket(endpoints) => {
-            let creds = bitbucket::consumer::for_login(&args.bitbucket, env, refs)?;
+            let creds = bitbucket::credential::for_login(&args.bitbucket, env, refs)?;
+            eprintln!("Bitbucket credential: {}.", creds.kind());
             ForLogin {
                 section: bitbucket::consumer::SECTION,
-                table: bitbucket::consumer::section(&creds),
+                table: bitbucket::credential::section(&creds),
                 provider: Box::new(bitbucket::build(endpoints, retry, creds)?),
             }
         }

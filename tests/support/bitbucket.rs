@@ -38,8 +38,11 @@ use super::git_http::{self, GitHttp, GitRequest, basic_auth, bump, head_branch};
 use super::server;
 
 pub use self::damage::Damage;
+pub use self::tokens::{API_TOKEN_GIT_USER, Budget, TokenScope};
+use self::tokens::{Caller, Tokens};
 
 mod damage;
+mod tokens;
 
 /// Bitbucket's own documented default for `expires_in` (2 h; GH eclipse/che#21291).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7200);
@@ -397,6 +400,37 @@ impl Emulator {
     }
 
     /// Expires every access token issued so far (refresh tokens stay valid).
+    /// A workspace, project or repository access token (Bearer; git user `x-token-auth`).
+    pub fn add_access_token(&self, token: &str, scope: TokenScope) {
+        self.shared
+            .lock()
+            .creds
+            .access
+            .insert(token.to_owned(), scope);
+    }
+
+    /// Revokes an access token: from now on it answers 401.
+    pub fn revoke_access_token(&self, token: &str) {
+        self.shared.lock().creds.access.remove(token);
+    }
+
+    /// A user's scoped API token: Basic `email:token` on the API, `x-bitbucket-api-token-auth`
+    /// (or `username`) over git.
+    pub fn add_api_token(&self, email: &str, token: &str, username: &str) {
+        (self.shared.lock().creds.api)
+            .insert((email.to_owned(), token.to_owned()), username.to_owned());
+    }
+
+    /// Revokes an API token.
+    pub fn revoke_api_token(&self, email: &str, token: &str) {
+        (self.shared.lock().creds.api).remove(&(email.to_owned(), token.to_owned()));
+    }
+
+    /// The access tokens' request budget per window (Bitbucket: per rolling hour).
+    pub fn set_access_token_budget(&self, budget: Budget) {
+        self.shared.lock().creds.budget = Some(budget);
+    }
+
     pub fn expire_tokens(&self) {
         let now = Instant::now();
         for t in self.shared.lock().tokens.values_mut() {
@@ -508,6 +542,8 @@ struct Inner {
     trickled_repos: HashMap<(String, String), (usize, bool)>,
     /// `(workspace, slug)` → Basic credentials of an empty repository that accepts pushes.
     push_targets: HashMap<(String, String), (String, String)>,
+    /// Access tokens, API tokens and the access tokens' budget.
+    creds: Tokens,
     seq: u64,
 }
 
@@ -627,6 +663,42 @@ impl Shared {
             Kind::Api => api_error(status, reason),
             Kind::Git => text(status, &format!("{reason}\n")),
         }
+    }
+
+    /// Who an API request is: an OAuth token or access token (Bearer), or an API token (Basic
+    /// email:token); else the 401 Bitbucket answers.
+    fn api_caller(&self, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+        if let Some(t) = bearer(headers) {
+            return match self.check_token(&t) {
+                Auth::Valid { username } => Ok(Caller::OAuth { username }),
+                Auth::Expired => Err(Box::new(self.unauthorized_api(TOKEN_EXPIRED))),
+                Auth::Invalid => match self.lock().creds.access.get(&t) {
+                    Some(scope) => Ok(Caller::Access(scope.clone())),
+                    None => Err(Box::new(self.unauthorized_api(TOKEN_INVALID))),
+                },
+            };
+        }
+        if let Some((email, token)) = basic_auth(headers) {
+            return match self.lock().creds.api.get(&(email, token)) {
+                Some(username) => Ok(Caller::Api {
+                    username: username.clone(),
+                }),
+                // Wrong email or token (or a removed app password): a bare 401 with a Basic
+                // challenge, as bitbucket.org answers Basic failures.
+                None => {
+                    bump(&self.counters.unauthorized);
+                    let mut resp = text(StatusCode::UNAUTHORIZED, "");
+                    resp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(r#"Basic realm="Atlassian""#),
+                    );
+                    Err(Box::new(resp))
+                }
+            };
+        }
+        Err(Box::new(self.unauthorized_api(
+            "Authentication credentials were not provided.",
+        )))
     }
 
     fn unauthorized_api(&self, message: &str) -> Response {
@@ -841,20 +913,21 @@ async fn token(State(s): St, headers: HeaderMap, body: Bytes) -> Response {
             );
         }
     };
-    let (access, fresh_refresh) = inner.issue(&key, &opts);
+    // Since 2026-05-04 client credentials get no refresh token (…/t/99003).
+    let _ = refresh;
+    let (access, _no_refresh) = inner.issue(&key, &opts);
     drop(inner);
     bump(&s.counters.tokens_issued);
     json_response(
         StatusCode::OK,
         &json!({
             "access_token": access,
-            "scopes": opts.scopes,
+            // Since 2026-05-04 the field is `scope` (community.developer.atlassian.com/t/99003).
+            "scope": opts.scopes,
             // Whole seconds, as Bitbucket sends them; a sub-second TTL in a test reads as 0.
             "expires_in": opts.token_ttl.as_secs(),
             "token_type": "bearer",
             "state": state,
-            // A refresh grant keeps the presented refresh token usable and hands it back.
-            "refresh_token": refresh.unwrap_or(fresh_refresh),
         }),
     )
 }
@@ -874,13 +947,24 @@ async fn list_repos(
     // Stricter than bitbucket.org, which serves anonymous callers the workspace's public
     // repositories: the product always authenticates, so a missing token is a bug worth a loud
     // 401. The message is the emulator's own (no observed text for this case).
-    let username = match bearer(&headers).map(|t| s.check_token(&t)) {
-        Some(Auth::Valid { username }) => username,
-        Some(Auth::Expired) => return s.unauthorized_api(TOKEN_EXPIRED),
-        Some(Auth::Invalid) => return s.unauthorized_api(TOKEN_INVALID),
-        None => {
-            return s.unauthorized_api("Authentication credentials were not provided.");
+    let caller = match s.api_caller(&headers) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    let mut rate_headers = Vec::new();
+    if matches!(caller, Caller::Access(_)) {
+        match s.lock().creds.spend() {
+            Ok(h) => rate_headers = h,
+            Err(()) => {
+                bump(&s.counters.rate_limited);
+                return text(StatusCode::TOO_MANY_REQUESTS, RATE_LIMIT_BODY);
+            }
         }
+    }
+    let (username, scope) = match caller {
+        Caller::OAuth { username } | Caller::Api { username } => (username, None),
+        // A token is no user; its clone links carry no `user@` (as for app users).
+        Caller::Access(scope) => (String::new(), Some(scope)),
     };
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -912,13 +996,17 @@ async fn list_repos(
             &format!("No workspace with identifier '{workspace}'."),
         );
     };
-    let total = ws.repos.len() as u64;
+    let visible: Vec<&Repo> = (ws.repos.iter())
+        .filter(|r| {
+            (scope.as_ref()).is_none_or(|sc| sc.sees(&ws.slug, &r.slug, &r.opts.project_key))
+        })
+        .collect();
+    let total = visible.len() as u64;
     let last_page = total.div_ceil(pagelen).max(1);
     if page > last_page {
         return api_error(StatusCode::BAD_REQUEST, "Invalid page");
     }
-    let values: Vec<Value> = ws
-        .repos
+    let values: Vec<Value> = visible
         .iter()
         .skip(((page - 1) * pagelen) as usize)
         .take(pagelen as usize)
@@ -962,7 +1050,12 @@ async fn list_repos(
         ws.quirks.delete_after_page = None;
     }
     drop(inner);
-    json_response(StatusCode::OK, &body)
+    let mut resp = json_response(StatusCode::OK, &body);
+    for (name, value) in rate_headers {
+        resp.headers_mut()
+            .insert(name, HeaderValue::from_str(&value).expect("header value"));
+    }
+    resp
 }
 
 /// One repository as `/2.0/repositories/{workspace}` lists it. Field set and formats follow a
@@ -1097,10 +1190,27 @@ async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
         bump(&s.counters.push_requests);
         return s.git.serve(req, guard).await;
     }
-    // OAuth access tokens go over git as Basic `x-token-auth:<token>` only (NOTES §1).
+    // OAuth and access tokens go over git as Basic `x-token-auth:<token>` only, API tokens as
+    // `x-bitbucket-api-token-auth:<token>` or the username (NOTES §1).
     let authorised = match req.basic_auth() {
-        Some((user, token)) if user == GIT_TOKEN_USER => {
-            matches!(s.check_token(&token), Auth::Valid { .. })
+        Some((user, token)) if user == GIT_TOKEN_USER => match s.check_token(&token) {
+            Auth::Valid { .. } => true,
+            _ => {
+                let inner = s.lock();
+                inner.creds.access.get(&token).is_some_and(|scope| {
+                    inner.workspaces.get(&workspace).is_some_and(|w| {
+                        w.repos.iter().any(|r| {
+                            r.slug == slug && scope.sees(&workspace, &slug, &r.opts.project_key)
+                        })
+                    })
+                })
+            }
+        },
+        Some((user, token)) => {
+            let inner = s.lock();
+            inner.creds.api.iter().any(|((_, t), username)| {
+                *t == token && (user == API_TOKEN_GIT_USER || user == *username)
+            })
         }
         _ => false,
     };

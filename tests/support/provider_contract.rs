@@ -28,6 +28,11 @@ pub trait HostFixture {
     fn list_requests(&self) -> u64;
     /// Expires every credential issued so far, as a long run outlives a token.
     fn expire_credentials(&self);
+    /// `false` for a credential that cannot be renewed (a Bitbucket access or API token):
+    /// then expiry must fail clearly instead, and git credentials are only refused by git.
+    fn renewable(&self) -> bool {
+        true
+    }
     /// The next listing request answers 429, with `Retry-After: secs` or without.
     fn rate_limit_next_list(&self, retry_after: Option<u64>);
     /// 429s served so far.
@@ -93,8 +98,10 @@ pub async fn bad_credentials_are_an_auth_error(f: &dyn HostFixture) {
         .unwrap()
         .repos
         .remove(0);
-    let err = provider.git_auth(&repo, false).await.unwrap_err();
-    assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+    if f.renewable() {
+        let err = provider.git_auth(&repo, false).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+    }
 }
 
 /// Credentials that expire between two calls (a long run) are renewed without an error, and
@@ -109,6 +116,15 @@ pub async fn a_token_expiring_mid_run_is_renewed(f: &dyn HostFixture) {
         .unwrap()
         .expect("the provider hands out git credentials");
     f.expire_credentials();
+    if !f.renewable() {
+        // Nothing to renew with: one clear auth failure (exit 3) that says why.
+        let err = provider.list_repos("acme").await.unwrap_err();
+        assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), exit::AUTH);
+        assert!(err.to_string().contains("revoked or expired"), "{err}");
+        assert!(!err.to_string().contains(before.password.expose()), "{err}");
+        return;
+    }
     let again = provider.list_repos("acme").await.unwrap().repos;
     assert_eq!(listed(&again), listed(&repos));
     let after = provider

@@ -1,6 +1,7 @@
 //! Bitbucket's own flags, flattened into every command that talks to a host through
 //! [`crate::provider::ProviderArgs`]. Secrets are not read from the environment by clap (see
-//! [`crate::cli`]); [`super::consumer`] reads `BITBUCKET_CONSUMER_*` itself.
+//! [`crate::cli`]); [`super::consumer`] reads `BITBUCKET_CONSUMER_*` itself and [`super::credential`] the token
+//! kinds' `BITBUCKET_ACCESS_TOKEN`, `BITBUCKET_API_TOKEN` and `BITBUCKET_EMAIL`.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,21 @@ pub struct BitbucketArgs {
     /// Read the consumer secret from this file (Kubernetes secrets are files).
     #[arg(long, value_name = "PATH")]
     pub consumer_secret_file: Option<PathBuf>,
+
+    /// Read a workspace, project or repository access token from this file [env:
+    /// BITBUCKET_ACCESS_TOKEN]. Instead of an OAuth consumer.
+    #[arg(long, value_name = "PATH")]
+    pub access_token_file: Option<PathBuf>,
+
+    /// Atlassian account email of the user whose API token --api-token-file holds [env:
+    /// BITBUCKET_EMAIL].
+    #[arg(long, value_name = "EMAIL")]
+    pub email: Option<String>,
+
+    /// Read a user's scoped API token from this file (with --email) [env: BITBUCKET_API_TOKEN].
+    /// Ties the backups to that person; an OAuth consumer does not.
+    #[arg(long, value_name = "PATH")]
+    pub api_token_file: Option<PathBuf>,
 
     /// Bitbucket API base URL [default: https://api.bitbucket.org/2.0].
     #[arg(

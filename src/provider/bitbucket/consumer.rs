@@ -248,6 +248,7 @@ mod tests {
             bitbucket_api_url: None,
             bitbucket_token_url: None,
             bitbucket_git_url: None,
+            ..BitbucketArgs::default()
         }
     }
 

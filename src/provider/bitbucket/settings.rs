@@ -8,6 +8,7 @@ use ::url::Url;
 
 use super::args::BitbucketArgs;
 use super::consumer::ConsumerCredentials;
+use super::credential::BitbucketCredential;
 use super::{BitbucketProvider, DEFAULT_API_URL, DEFAULT_GIT_URL, DEFAULT_TOKEN_URL, RetryPolicy};
 use crate::config::url::{self, UrlSource};
 use crate::config::{ConfigError, FileConfig};
@@ -61,8 +62,7 @@ pub struct BitbucketOptions {
     pub token_url: Url,
     /// The git host clone links must be on (scheme, host, port); `None`: [`expected_git_origin`].
     pub git_url: Option<Url>,
-    pub consumer_key: String,
-    pub consumer_secret: Secret,
+    pub credential: BitbucketCredential,
     pub retry: RetryPolicy,
     pub user_agent: String,
 }
@@ -75,34 +75,42 @@ pub fn expected_git_origin(api_url: &Url, git_url: Option<&Url>) -> Url {
 }
 
 impl BitbucketOptions {
-    /// Options for bitbucket.org with the default retry policy.
+    /// Options for bitbucket.org with an OAuth consumer and the default retry policy.
     pub fn new(consumer_key: impl Into<String>, consumer_secret: Secret) -> Self {
+        Self::with(BitbucketCredential::Consumer(ConsumerCredentials {
+            key: consumer_key.into(),
+            secret: consumer_secret,
+            key_source: "the caller",
+            secret_source: "the caller",
+        }))
+    }
+
+    /// Options for bitbucket.org with `credential` and the default retry policy.
+    pub fn with(credential: BitbucketCredential) -> Self {
         Self {
             api_url: Url::parse(DEFAULT_API_URL).expect("valid default URL"),
             token_url: Url::parse(DEFAULT_TOKEN_URL).expect("valid default URL"),
             git_url: None,
-            consumer_key: consumer_key.into(),
-            consumer_secret,
+            credential,
             retry: RetryPolicy::default(),
             user_agent: crate::TOOL.to_string(),
         }
     }
 }
 
-/// The provider for `endpoints` and a resolved consumer; `retry` is `--retries` and
+/// The provider for `endpoints` and a resolved credential; `retry` is `--retries` and
 /// `--retry-delay`.
 pub fn build(
     endpoints: &BitbucketEndpoints,
     retry: (u32, Duration),
-    creds: ConsumerCredentials,
+    credential: BitbucketCredential,
 ) -> Result<BitbucketProvider, ProviderError> {
     let (retries, delay) = retry;
     BitbucketProvider::new(BitbucketOptions {
         api_url: endpoints.api_url.clone(),
         token_url: endpoints.token_url.clone(),
         git_url: endpoints.git_url.clone(),
-        consumer_key: creds.key,
-        consumer_secret: creds.secret,
+        credential,
         // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.
         retry: RetryPolicy {
             max_attempts: retries + 4,

@@ -35,7 +35,8 @@ use crate::text::quote;
 /// Used when the token answer has no `expires_in` (Bitbucket always sends 7200).
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Bitbucket answers `scopes` (plural, space-separated) where RFC 6749 says `scope`.
+/// Bitbucket answered `scopes` (plural, space-separated) until 2026-05-04; since then `scope`,
+/// as RFC 6749 says, which `oauth2` reads itself. Both are read.
 #[derive(Debug, Deserialize, serde::Serialize)]
 pub(super) struct BitbucketTokenFields {
     #[serde(default)]

@@ -32,7 +32,9 @@ pub fn delay_for(headers: &HeaderMap, now_unix: i64) -> Option<Duration> {
                 .and_then(|v| v.trim().parse::<u64>().ok())
         })
     };
-    let remaining = number(&["x-ratelimit-remaining", "ratelimit-remaining"])?;
+    let Some(remaining) = number(&["x-ratelimit-remaining", "ratelimit-remaining"]) else {
+        return near_limit(headers, number(&["x-ratelimit-limit"]));
+    };
     if remaining >= LOW_REMAINING {
         return None;
     }
@@ -45,6 +47,21 @@ pub fn delay_for(headers: &HeaderMap, now_unix: i64) -> Option<Duration> {
     let delay = Duration::from_secs(until_reset) / (remaining as u32 + 1);
     (!delay.is_zero()).then_some(delay.min(MAX_PACE))
 }
+
+/// Bitbucket sends no remaining count or reset, only `X-RateLimit-Limit` (per rolling hour)
+/// and `X-RateLimit-NearLimit: true` once fewer than a fifth of the requests are left
+/// (SA/docs/api-request-limits): then the fifth that may be left is spread over the hour.
+fn near_limit(headers: &HeaderMap, limit: Option<u64>) -> Option<Duration> {
+    let near = headers
+        .get("x-ratelimit-nearlimit")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let left = limit.filter(|_| near)?.div_ceil(5).max(1);
+    Some((ROLLING_WINDOW / left as u32).min(MAX_PACE))
+}
+
+/// Bitbucket's rate-limit window (a rolling hour).
+const ROLLING_WINDOW: Duration = Duration::from_secs(3600);
 
 /// One host's pace, shared by every request a provider makes to it.
 #[derive(Debug, Default)]
@@ -115,6 +132,20 @@ mod tests {
             ("x-ratelimit-reset", &reset),
         ]);
         assert_eq!(delay_for(&h, NOW), Some(MAX_PACE));
+    }
+
+    #[test]
+    fn bitbucket_near_limit_spreads_the_last_fifth_over_the_hour() {
+        let h = headers(&[
+            ("x-ratelimit-limit", "1000"),
+            ("x-ratelimit-nearlimit", "true"),
+        ]);
+        assert_eq!(delay_for(&h, NOW), Some(Duration::from_secs(18)));
+        let h = headers(&[
+            ("x-ratelimit-limit", "1000"),
+            ("x-ratelimit-nearlimit", "false"),
+        ]);
+        assert_eq!(delay_for(&h, NOW), None);
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! Bitbucket's token credentials end to end: a workspace or repository access token (Bearer,
+//! git user `x-token-auth`) and a user's scoped API token (Basic email:token, git user
+//! `x-bitbucket-api-token-auth`) back up and restore like the OAuth consumer; exactly one kind
+//! may be set; a revoked token fails clearly (exit 3) and is never printed.
+
+use crate::restore::assert_restored;
+use crate::support::bitbucket::TokenScope;
+use crate::support::harness::TestEnv;
+
+const WS: &str = "acme";
+const ACCESS: &str = "ATCTT3xFfGN0-access-token-value";
+const API: &str = "ATATT3xFfGF0-api-token-value";
+const EMAIL: &str = "backup@example.com";
+
+/// A test env without the consumer's variables, with `acme/one` and `acme/two`.
+async fn env() -> (TestEnv, std::path::PathBuf) {
+    let mut env = TestEnv::new().await;
+    env.remove_env("BITBUCKET_CONSUMER_KEY");
+    env.remove_env("BITBUCKET_CONSUMER_SECRET");
+    let one = env.simple_repo(WS, "one", "main");
+    env.simple_repo(WS, "two", "main");
+    (env, one)
+}
+
+fn token_file(env: &TestEnv, name: &str, value: &str) -> String {
+    let p = env.path().join(name);
+    std::fs::write(&p, format!("{value}\n")).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn slugs(manifest: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = manifest["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["slug"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_access_token_backs_up_and_restores() {
+    let (env, one) = env().await;
+    env.emu
+        .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
+    let file = token_file(&env, "at", ACCESS);
+    let dest = env.path().join("dest");
+    let d = dest.to_str().unwrap();
+    let run = env
+        .run(&[
+            "backup",
+            "-o",
+            WS,
+            "--dest",
+            d,
+            "--date",
+            "2026-12-01",
+            "--access-token-file",
+            &file,
+        ])
+        .await;
+    run.expect_code(0);
+    assert!(!run.stderr.contains(ACCESS) && !run.stdout.contains(ACCESS));
+    let manifest = TestEnv::local_manifest(&dest, WS, "2026-12-01");
+    assert_eq!(slugs(&manifest), ["one", "two"]);
+    // The emulator saw no token grant: the access token went straight to the API and git.
+    assert_eq!(env.emu.stats().token_requests, 0);
+    let out = env.path().join("restored");
+    env.run(&[
+        "restore",
+        "--owner",
+        WS,
+        "--dest",
+        d,
+        "--repo",
+        "one",
+        "--to",
+        out.to_str().unwrap(),
+    ])
+    .await
+    .expect_code(0);
+    assert_restored(&out, &one, "main", false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_access_token_sees_only_its_repository() {
+    let (mut env, _) = env().await;
+    env.emu.add_access_token(
+        ACCESS,
+        TokenScope::Repository {
+            workspace: WS.into(),
+            slug: "two".into(),
+        },
+    );
+    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    let (run, dest) = env.backup_dated(WS, "2026-12-01").await;
+    run.expect_code(0);
+    assert_eq!(
+        slugs(&TestEnv::local_manifest(&dest, WS, "2026-12-01")),
+        ["two"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_token_backs_up_with_the_account_email() {
+    let (mut env, _) = env().await;
+    env.emu.add_api_token(EMAIL, API, "backup-person");
+    env.set_env("BITBUCKET_API_TOKEN", API);
+    // Without the email: a one-line usage error naming the flag.
+    let (run, _) = env.backup_dated(WS, "2026-12-01").await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("--email"), "{}", run.stderr);
+    env.set_env("BITBUCKET_EMAIL", EMAIL);
+    let (run, dest) = env.backup_dated(WS, "2026-12-01").await;
+    run.expect_code(0);
+    assert!(!run.stderr.contains(API));
+    assert_eq!(
+        slugs(&TestEnv::local_manifest(&dest, WS, "2026-12-01")),
+        ["one", "two"]
+    );
+    // The wrong email is refused like a wrong token.
+    env.set_env("BITBUCKET_EMAIL", "someone@example.com");
+    let (run, _) = env.backup_dated(WS, "2026-12-02").await;
+    run.expect_code(3);
+    assert!(run.stderr.contains("revoked or expired"), "{}", run.stderr);
+    assert!(!run.stderr.contains(API), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_credential_kinds_are_a_usage_error() {
+    let (mut env, _) = env().await;
+    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    env.set_env("BITBUCKET_CONSUMER_KEY", "k");
+    env.set_env("BITBUCKET_CONSUMER_SECRET", "s");
+    let (run, _) = env.backup_dated(WS, "2026-12-01").await;
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("exactly one") && run.stderr.contains("--access-token-file"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    assert!(!run.stderr.contains(ACCESS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_access_token_fails_clearly_and_is_never_printed() {
+    let (mut env, _) = env().await;
+    env.emu
+        .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
+    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    env.backup_dated(WS, "2026-12-01").await.0.expect_code(0);
+    env.emu.revoke_access_token(ACCESS);
+    let (run, _) = env.backup_dated(WS, "2026-12-02").await;
+    run.expect_code(3);
+    assert!(
+        run.stderr
+            .contains("the access token was revoked or expired"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(ACCESS) && !run.stdout.contains(ACCESS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_names_the_kind_and_warns_about_api_tokens() {
+    let (mut env, _) = env().await;
+    env.emu.add_api_token(EMAIL, API, "backup-person");
+    env.set_env("BITBUCKET_API_TOKEN", API);
+    env.set_env("BITBUCKET_EMAIL", EMAIL);
+    let run = env.run(&["login", "--owner", WS]).await;
+    run.expect_code(0);
+    assert!(run.stderr.contains("API token"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("belongs to one person"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(API));
+    // What login stored is used by the next run, with nothing in the environment.
+    env.remove_env("BITBUCKET_API_TOKEN");
+    env.remove_env("BITBUCKET_EMAIL");
+    env.backup_dated(WS, "2026-12-01").await.0.expect_code(0);
+}
