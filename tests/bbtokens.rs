@@ -3,8 +3,19 @@
 //! `x-bitbucket-api-token-auth`) back up and restore like the OAuth consumer; exactly one kind
 //! may be set; a revoked token fails clearly (exit 3) and is never printed.
 
+use std::time::{Duration, Instant};
+
+use git_offsite::provider::Provider;
+use git_offsite::provider::bitbucket::credential::BitbucketCredential;
+use git_offsite::provider::bitbucket::{BitbucketOptions, BitbucketProvider, RetryPolicy};
+use git_offsite::secret::Secret;
+use reqwest::StatusCode;
+
 use crate::restore::assert_restored;
-use crate::support::bitbucket::TokenScope;
+use crate::support::bitbucket::{
+    Budget, ConsumerOpts, Emulator, ListQuirks, RATE_LIMIT_BODY, RepoOpts, TokenScope,
+};
+use crate::support::git::simple_repo;
 use crate::support::harness::TestEnv;
 
 const WS: &str = "acme";
@@ -111,14 +122,32 @@ async fn an_api_token_backs_up_with_the_account_email() {
     let (run, _) = env.backup_dated(WS, "2026-12-01").await;
     run.expect_code(2);
     assert!(run.stderr.contains("--email"), "{}", run.stderr);
-    env.set_env("BITBUCKET_EMAIL", EMAIL);
-    let (run, dest) = env.backup_dated(WS, "2026-12-01").await;
+    // With the flags instead of the environment.
+    env.remove_env("BITBUCKET_API_TOKEN");
+    let file = token_file(&env, "api", API);
+    let dest = env.path().join("dest");
+    let run = env
+        .run(&[
+            "backup",
+            "-o",
+            WS,
+            "--dest",
+            dest.to_str().unwrap(),
+            "--date",
+            "2026-12-01",
+            "--email",
+            EMAIL,
+            "--api-token-file",
+            &file,
+        ])
+        .await;
     run.expect_code(0);
     assert!(!run.stderr.contains(API));
     assert_eq!(
         slugs(&TestEnv::local_manifest(&dest, WS, "2026-12-01")),
         ["one", "two"]
     );
+    env.set_env("BITBUCKET_API_TOKEN", API);
     // The wrong email is refused like a wrong token.
     env.set_env("BITBUCKET_EMAIL", "someone@example.com");
     let (run, _) = env.backup_dated(WS, "2026-12-02").await;
@@ -185,4 +214,102 @@ async fn login_names_the_kind_and_warns_about_api_tokens() {
     env.remove_env("BITBUCKET_API_TOKEN");
     env.remove_env("BITBUCKET_EMAIL");
     env.backup_dated(WS, "2026-12-01").await.0.expect_code(0);
+}
+
+/// A provider for `emu` with an access token, fast retries and the emulator's rate window.
+fn access_provider(emu: &Emulator, rate_window: Duration) -> BitbucketProvider {
+    BitbucketProvider::new(BitbucketOptions {
+        api_url: emu.api_url().parse().unwrap(),
+        token_url: emu.token_url().parse().unwrap(),
+        retry: RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(10),
+        },
+        rate_window,
+        ..BitbucketOptions::with(BitbucketCredential::AccessToken {
+            token: Secret::new(ACCESS),
+        })
+    })
+    .unwrap()
+}
+
+/// An access token's budget (here 10 requests per rolling 2 s) is paced from
+/// `X-RateLimit-NearLimit`: a listing of 15 pages slows down before the limit and never sees a
+/// 429, instead of spending the budget at once and then waiting out 429s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_slows_down_before_its_rate_limit() {
+    let emu = Emulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = simple_repo(dir.path(), "source", "main");
+    for i in 0..15 {
+        emu.add_repo(WS, &format!("repo-{i:02}"), &source, RepoOpts::default());
+    }
+    // One repository a page: 15 listing requests.
+    let quirks = ListQuirks {
+        serve_pagelen: Some(1),
+        ..ListQuirks::default()
+    };
+    emu.set_list_quirks(WS, quirks);
+    emu.add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
+    let window = Duration::from_secs(2);
+    emu.set_access_token_budget(Budget { limit: 10, window });
+    let provider = access_provider(&emu, window);
+    let started = Instant::now();
+    let listing = provider.list_repos(WS).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(listing.repos.len(), 15);
+    let stats = emu.stats();
+    assert_eq!(stats.rate_limited, 0, "paced before the limit: {stats:?}");
+    assert_eq!(stats.list_requests, 15, "{stats:?}");
+    // 15 requests through 10 per window: the run waited for the window to roll.
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+}
+
+/// As Bitbucket does (NOTES §1), the emulator sends `X-RateLimit-*` to access tokens only, not
+/// to OAuth tokens or API tokens; `NearLimit` turns true below a fifth of the budget, and a
+/// spent budget answers 429 with Bitbucket's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_sends_rate_limit_headers_to_access_tokens_only() {
+    let emu = Emulator::start().await;
+    emu.add_consumer("k", "s", ConsumerOpts::default());
+    emu.add_workspace(WS);
+    emu.add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
+    emu.add_api_token(EMAIL, API, "backup-person");
+    emu.set_access_token_budget(Budget {
+        limit: 10,
+        window: Duration::from_secs(600),
+    });
+    let url = format!("{}/repositories/{WS}", emu.api_url());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let oauth = client.get(&url).bearer_auth(emu.mint_token("k"));
+    let api = client.get(&url).basic_auth(EMAIL, Some(API));
+    for req in [oauth, api] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            !resp
+                .headers()
+                .keys()
+                .any(|k| k.as_str().starts_with("x-ratelimit")),
+            "{:?}",
+            resp.headers()
+        );
+    }
+    let mut near = Vec::new();
+    for _ in 0..10 {
+        let resp = client.get(&url).bearer_auth(ACCESS).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let h = resp.headers();
+        assert_eq!(h["x-ratelimit-limit"], "10");
+        assert_eq!(h["x-ratelimit-resource"], "api");
+        near.push(h["x-ratelimit-nearlimit"].to_str().unwrap().to_string());
+    }
+    // Left after each request: 9 … 0; "near" below a fifth (2).
+    let expected: Vec<&str> = [vec!["false"; 8], vec!["true"; 2]].concat();
+    assert_eq!(near, expected);
+    let resp = client.get(&url).bearer_auth(ACCESS).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.text().await.unwrap(), RATE_LIMIT_BODY);
+    assert_eq!(emu.stats().rate_limited, 1);
 }

@@ -111,23 +111,23 @@ impl Bitbucket {
     }
 
     fn with_secret(&self, secret: &str) -> Box<dyn Provider> {
+        let credential = match self.token {
+            None => BitbucketCredential::Consumer(ConsumerCredentials {
+                key: KEY.into(),
+                secret: Secret::new(secret),
+                key_source: "test",
+                secret_source: "test",
+            }),
+            Some(false) => BitbucketCredential::AccessToken {
+                token: Secret::new(secret),
+            },
+            Some(true) => BitbucketCredential::ApiToken {
+                email: EMAIL.into(),
+                token: Secret::new(secret),
+            },
+        };
         Box::new(
             BitbucketProvider::new(BitbucketOptions {
-                credential: match self.token {
-                    None => BitbucketCredential::Consumer(ConsumerCredentials {
-                        key: KEY.into(),
-                        secret: Secret::new(secret),
-                        key_source: "test",
-                        secret_source: "test",
-                    }),
-                    Some(false) => BitbucketCredential::AccessToken {
-                        token: Secret::new(secret),
-                    },
-                    Some(true) => BitbucketCredential::ApiToken {
-                        email: EMAIL.into(),
-                        token: Secret::new(secret),
-                    },
-                },
                 api_url: self.emu.api_url().parse().unwrap(),
                 token_url: self.emu.token_url().parse().unwrap(),
                 git_url: None,
@@ -137,6 +137,7 @@ impl Bitbucket {
                     max_delay: Duration::from_millis(20),
                 },
                 user_agent: "git-offsite-contract".into(),
+                ..BitbucketOptions::with(credential)
             })
             .unwrap(),
         )

@@ -162,7 +162,7 @@ impl BitbucketProvider {
             oauth,
             token: Mutex::new(None),
             generation: AtomicU64::new(0),
-            pacer: Pacer::default(),
+            pacer: Pacer::with_window(opts.rate_window),
         })
     }
 

@@ -214,7 +214,6 @@ pub fn for_login(
     Ok(match cfg {
         ProviderConfig::Bitbucket(endpoints) => {
             let creds = bitbucket::credential::for_login(&args.bitbucket, env, refs)?;
-            eprintln!("Bitbucket credential: {}.", creds.kind());
             ForLogin {
                 section: bitbucket::consumer::SECTION,
                 table: bitbucket::credential::section(&creds),

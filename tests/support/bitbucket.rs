@@ -673,7 +673,10 @@ impl Shared {
                 Auth::Valid { username } => Ok(Caller::OAuth { username }),
                 Auth::Expired => Err(Box::new(self.unauthorized_api(TOKEN_EXPIRED))),
                 Auth::Invalid => match self.lock().creds.access.get(&t) {
-                    Some(scope) => Ok(Caller::Access(scope.clone())),
+                    Some(scope) => Ok(Caller::Access {
+                        token: t.clone(),
+                        scope: scope.clone(),
+                    }),
                     None => Err(Box::new(self.unauthorized_api(TOKEN_INVALID))),
                 },
             };
@@ -952,8 +955,8 @@ async fn list_repos(
         Err(resp) => return *resp,
     };
     let mut rate_headers = Vec::new();
-    if matches!(caller, Caller::Access(_)) {
-        match s.lock().creds.spend() {
+    if let Caller::Access { token, .. } = &caller {
+        match s.lock().creds.spend(token) {
             Ok(h) => rate_headers = h,
             Err(()) => {
                 bump(&s.counters.rate_limited);
@@ -964,7 +967,7 @@ async fn list_repos(
     let (username, scope) = match caller {
         Caller::OAuth { username } | Caller::Api { username } => (username, None),
         // A token is no user; its clone links carry no `user@` (as for app users).
-        Caller::Access(scope) => (String::new(), Some(scope)),
+        Caller::Access { scope, .. } => (String::new(), Some(scope)),
     };
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())

@@ -32,7 +32,7 @@ pub struct FirstPage {
 }
 
 /// Printed by `login` for an API token.
-pub const PERSON_WARNING: &str = "warning: an API token belongs to one person: the backups stop \
+pub const PERSON_WARNING: &str = "an API token belongs to one person: the backups stop \
 when that person leaves or the token expires (at most 365 days); an OAuth consumer owned by the \
 workspace avoids this";
 
@@ -88,7 +88,7 @@ impl BitbucketProvider {
             Some(Fixed::Basic { .. }) => ("API token", PERSON_WARNING),
         };
         if !warning.is_empty() {
-            eprintln!("{warning}");
+            tracing::warn!("{warning}");
         }
         Ok(match owner {
             Some(owner) => {

@@ -13,6 +13,7 @@ use super::{BitbucketProvider, DEFAULT_API_URL, DEFAULT_GIT_URL, DEFAULT_TOKEN_U
 use crate::config::url::{self, UrlSource};
 use crate::config::{ConfigError, FileConfig};
 use crate::provider::ProviderError;
+use crate::provider::http::pace::ROLLING_WINDOW;
 use crate::secret::Secret;
 
 /// Bitbucket endpoints, each checked like every URL the tool dials.
@@ -65,6 +66,9 @@ pub struct BitbucketOptions {
     pub credential: BitbucketCredential,
     pub retry: RetryPolicy,
     pub user_agent: String,
+    /// What `X-RateLimit-Limit` counts over, for pacing an access token: Bitbucket's rolling
+    /// hour ([`ROLLING_WINDOW`]). Bitbucket does not send it; an emulator may use a shorter one.
+    pub rate_window: Duration,
 }
 
 /// The host a repository's clone link must be on for the token to be sent to it: bitbucket.org
@@ -94,6 +98,7 @@ impl BitbucketOptions {
             credential,
             retry: RetryPolicy::default(),
             user_agent: crate::TOOL.to_string(),
+            rate_window: ROLLING_WINDOW,
         }
     }
 }
@@ -110,13 +115,12 @@ pub fn build(
         api_url: endpoints.api_url.clone(),
         token_url: endpoints.token_url.clone(),
         git_url: endpoints.git_url.clone(),
-        credential,
         // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.
         retry: RetryPolicy {
             max_attempts: retries + 4,
             base_delay: delay,
             max_delay: delay.saturating_mul(30),
         },
-        user_agent: crate::TOOL.to_string(),
+        ..BitbucketOptions::with(credential)
     })
 }

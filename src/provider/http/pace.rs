@@ -2,7 +2,8 @@
 //!
 //! GitHub and Gitea send `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix seconds), GitLab
 //! `RateLimit-Remaining` / `RateLimit-Reset`, the IETF draft a reset in seconds from now;
-//! Bitbucket sends these to access tokens only (NOTES §1). When fewer than [`LOW_REMAINING`]
+//! Bitbucket sends access tokens only `X-RateLimit-Limit` and `X-RateLimit-NearLimit` (NOTES §1;
+//! see [`near_limit`]). When fewer than [`LOW_REMAINING`]
 //! requests are left, the requests that remain are spread evenly over the time to the reset,
 //! the way gickup and ghorg wait out a nearly spent budget, instead of spending it at once and
 //! then failing on 429. One wait is never longer than [`MAX_PACE`]: past that, failing with a
@@ -22,8 +23,9 @@ pub const MAX_PACE: Duration = Duration::from_secs(300);
 /// that is decades long).
 const EPOCH_THRESHOLD: u64 = 1_000_000_000;
 
-/// The pause before the next request, given the last answer's headers and the Unix time now.
-pub fn delay_for(headers: &HeaderMap, now_unix: i64) -> Option<Duration> {
+/// The pause before the next request, given the last answer's headers, the Unix time now and
+/// the window a limit without a reset counts over (Bitbucket's, see [`near_limit`]).
+pub fn delay_for(headers: &HeaderMap, now_unix: i64, window: Duration) -> Option<Duration> {
     let number = |names: &[&str]| {
         names.iter().find_map(|n| {
             headers
@@ -33,7 +35,7 @@ pub fn delay_for(headers: &HeaderMap, now_unix: i64) -> Option<Duration> {
         })
     };
     let Some(remaining) = number(&["x-ratelimit-remaining", "ratelimit-remaining"]) else {
-        return near_limit(headers, number(&["x-ratelimit-limit"]));
+        return near_limit(headers, number(&["x-ratelimit-limit"]), window);
     };
     if remaining >= LOW_REMAINING {
         return None;
@@ -50,29 +52,45 @@ pub fn delay_for(headers: &HeaderMap, now_unix: i64) -> Option<Duration> {
 
 /// Bitbucket sends no remaining count or reset, only `X-RateLimit-Limit` (per rolling hour)
 /// and `X-RateLimit-NearLimit: true` once fewer than a fifth of the requests are left
-/// (SA/docs/api-request-limits): then the fifth that may be left is spread over the hour.
-fn near_limit(headers: &HeaderMap, limit: Option<u64>) -> Option<Duration> {
+/// (SA/docs/api-request-limits): then the fifth that may be left is spread over the window,
+/// so by the time it is spent the requests that filled the window have rolled out of it.
+fn near_limit(headers: &HeaderMap, limit: Option<u64>, window: Duration) -> Option<Duration> {
     let near = headers
         .get("x-ratelimit-nearlimit")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let left = limit.filter(|_| near)?.div_ceil(5).max(1);
-    Some((ROLLING_WINDOW / left as u32).min(MAX_PACE))
+    Some((window / left as u32).min(MAX_PACE))
 }
 
-/// Bitbucket's rate-limit window (a rolling hour).
-const ROLLING_WINDOW: Duration = Duration::from_secs(3600);
+/// The window of a limit sent without a reset: Bitbucket's rolling hour.
+pub const ROLLING_WINDOW: Duration = Duration::from_secs(3600);
 
 /// One host's pace, shared by every request a provider makes to it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pacer {
     not_before: Mutex<Option<Instant>>,
+    /// What a limit without a reset counts over ([`ROLLING_WINDOW`] unless a host says else).
+    window: Duration,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Self::with_window(ROLLING_WINDOW)
+    }
 }
 
 impl Pacer {
+    pub fn with_window(window: Duration) -> Self {
+        Self {
+            not_before: Mutex::new(None),
+            window,
+        }
+    }
+
     /// Reads an answer's rate-limit headers: a nearly spent budget delays the next request.
     pub fn observe(&self, headers: &HeaderMap) {
-        let Some(delay) = delay_for(headers, chrono::Utc::now().timestamp()) else {
+        let Some(delay) = delay_for(headers, chrono::Utc::now().timestamp(), self.window) else {
             return;
         };
         tracing::debug!(
@@ -121,17 +139,23 @@ mod tests {
             ("x-ratelimit-remaining", "2"),
             ("x-ratelimit-reset", &reset),
         ]);
-        assert_eq!(delay_for(&h, NOW), Some(Duration::from_secs(30)));
+        assert_eq!(
+            delay_for(&h, NOW, ROLLING_WINDOW),
+            Some(Duration::from_secs(30))
+        );
         // GitLab's names, and a reset in seconds from now.
         let h = headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "40")]);
-        assert_eq!(delay_for(&h, NOW), Some(Duration::from_secs(40)));
+        assert_eq!(
+            delay_for(&h, NOW, ROLLING_WINDOW),
+            Some(Duration::from_secs(40))
+        );
         // An hour with nothing left waits at most MAX_PACE.
         let reset = (NOW + 3600).to_string();
         let h = headers(&[
             ("x-ratelimit-remaining", "0"),
             ("x-ratelimit-reset", &reset),
         ]);
-        assert_eq!(delay_for(&h, NOW), Some(MAX_PACE));
+        assert_eq!(delay_for(&h, NOW, ROLLING_WINDOW), Some(MAX_PACE));
     }
 
     #[test]
@@ -140,12 +164,22 @@ mod tests {
             ("x-ratelimit-limit", "1000"),
             ("x-ratelimit-nearlimit", "true"),
         ]);
-        assert_eq!(delay_for(&h, NOW), Some(Duration::from_secs(18)));
+        assert_eq!(
+            delay_for(&h, NOW, ROLLING_WINDOW),
+            Some(Duration::from_secs(18))
+        );
+        // A small budget over a short window: its fifth (2) over 2 s.
+        let h = headers(&[
+            ("x-ratelimit-limit", "10"),
+            ("x-ratelimit-nearlimit", "true"),
+        ]);
+        let two = Duration::from_secs(2);
+        assert_eq!(delay_for(&h, NOW, two), Some(Duration::from_secs(1)));
         let h = headers(&[
             ("x-ratelimit-limit", "1000"),
             ("x-ratelimit-nearlimit", "false"),
         ]);
-        assert_eq!(delay_for(&h, NOW), None);
+        assert_eq!(delay_for(&h, NOW, ROLLING_WINDOW), None);
     }
 
     #[test]
@@ -155,17 +189,21 @@ mod tests {
             ("x-ratelimit-remaining", "10"),
             ("x-ratelimit-reset", &reset),
         ]);
-        assert_eq!(delay_for(&h, NOW), None);
-        assert_eq!(delay_for(&headers(&[]), NOW), None);
+        assert_eq!(delay_for(&h, NOW, ROLLING_WINDOW), None);
+        assert_eq!(delay_for(&headers(&[]), NOW, ROLLING_WINDOW), None);
         let h = headers(&[("x-ratelimit-remaining", "1")]);
         assert_eq!(
-            delay_for(&h, NOW),
+            delay_for(&h, NOW, ROLLING_WINDOW),
             None,
             "no reset: nothing to pace against"
         );
         let past = (NOW - 5).to_string();
         let h = headers(&[("x-ratelimit-remaining", "1"), ("x-ratelimit-reset", &past)]);
-        assert_eq!(delay_for(&h, NOW), None, "the window already reset");
+        assert_eq!(
+            delay_for(&h, NOW, ROLLING_WINDOW),
+            None,
+            "the window already reset"
+        );
     }
 
     #[test]

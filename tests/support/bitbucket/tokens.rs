@@ -7,7 +7,7 @@
 //! (GH decocms/studio#7231, 2026; GoogleContainerTools/config-sync#993). Over git, access
 //! tokens use the user `x-token-auth`, API tokens `x-bitbucket-api-token-auth` (NOTES §1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// What an access token was created for.
@@ -34,7 +34,10 @@ impl TokenScope {
 /// The git user of a scoped API token.
 pub const API_TOKEN_GIT_USER: &str = "x-bitbucket-api-token-auth";
 
-/// An hourly budget (scaled rate limits), with a window the tests can shorten.
+/// An hourly budget (scaled rate limits), with a window the tests can shorten. Like Bitbucket's
+/// it is a rolling window ("for every minute that passes, you will be provided that time to
+/// run new requests", SA/docs/api-request-limits) and each access token has its own
+/// (SA/kb/bitbucket-cloud-rate-limit-troubleshooting).
 #[derive(Debug, Clone)]
 pub struct Budget {
     pub limit: u64,
@@ -47,36 +50,40 @@ pub(super) struct Tokens {
     /// `(email, token)` → Bitbucket username.
     pub(super) api: HashMap<(String, String), String>,
     pub(super) budget: Option<Budget>,
-    /// Start of the current window and requests counted in it.
-    pub(super) used: Option<(Instant, u64)>,
+    /// Per access token: when its requests inside the window were answered, oldest first.
+    pub(super) used: HashMap<String, VecDeque<Instant>>,
 }
 
 /// Who an authenticated API or git request is.
 pub(super) enum Caller {
     OAuth { username: String },
-    Access(TokenScope),
+    Access { token: String, scope: TokenScope },
     Api { username: String },
 }
 
 impl Tokens {
-    /// Counts one access-token request against the budget: `Err(())` when spent (429), else
-    /// the headers to send: `X-RateLimit-Limit`, `-Resource`, and `-NearLimit` (true when
-    /// fewer than 20% are left, SA/docs/api-request-limits).
-    pub(super) fn spend(&mut self) -> Result<Vec<(&'static str, String)>, ()> {
+    /// Counts one request of access token `token` against its budget: `Err(())` when spent
+    /// (429), else the headers to send: `X-RateLimit-Limit`, `-Resource`, and `-NearLimit`
+    /// (true when fewer than 20% are left, SA/docs/api-request-limits). A refused request is
+    /// not counted.
+    pub(super) fn spend(&mut self, token: &str) -> Result<Vec<(&'static str, String)>, ()> {
         let Some(b) = self.budget.clone() else {
             return Ok(Vec::new());
         };
         let now = Instant::now();
-        let (start, used) = match self.used {
-            Some((start, used)) if now.duration_since(start) < b.window => (start, used),
-            _ => (now, 0),
-        };
-        if used >= b.limit {
-            self.used = Some((start, used));
+        let used = self.used.entry(token.to_owned()).or_default();
+        while used
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= b.window)
+        {
+            used.pop_front();
+        }
+        if used.len() as u64 >= b.limit {
             return Err(());
         }
-        self.used = Some((start, used + 1));
-        let near = (b.limit - used - 1) * 5 < b.limit;
+        used.push_back(now);
+        let left = b.limit - used.len() as u64;
+        let near = left * 5 < b.limit;
         Ok(vec![
             ("x-ratelimit-limit", b.limit.to_string()),
             ("x-ratelimit-resource", "api".to_string()),
