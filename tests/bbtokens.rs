@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 
 use crate::restore::assert_restored;
 use crate::support::bitbucket::{
-    Budget, ConsumerOpts, Emulator, ListQuirks, RATE_LIMIT_BODY, RepoOpts, TokenScope,
+    Budget, ConsumerOpts, Emulator, Fault, ListQuirks, RATE_LIMIT_BODY, RepoOpts, Route, TokenScope,
 };
 use crate::support::git::simple_repo;
 use crate::support::harness::TestEnv;
@@ -189,6 +189,32 @@ async fn a_revoked_access_token_fails_clearly_and_is_never_printed() {
     assert!(
         run.stderr
             .contains("the access token was revoked or expired"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(ACCESS) && !run.stdout.contains(ACCESS));
+}
+
+/// An access token revoked mid-run (after the listing, at the first clone) cannot be renewed:
+/// git's refusal fails each repository with the reason instead of sending the token again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_revoked_mid_run_fails_the_clones_clearly() {
+    let (mut env, _) = env().await;
+    env.emu
+        .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
+    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    env.emu
+        .push_fault(Route::repo(WS, "one"), Fault::RevokeTokens);
+    env.emu
+        .push_fault(Route::repo(WS, "two"), Fault::RevokeTokens);
+    let (run, _) = env.backup_dated(WS, "2026-12-01").await;
+    // Failed repositories: exit 5 as for any repository that fails (the listing worked).
+    run.expect_code(5);
+    assert!(
+        run.stderr.contains("git was refused at")
+            && run
+                .stderr
+                .contains("the access token was revoked or expired"),
         "{}",
         run.stderr
     );

@@ -27,11 +27,13 @@
 //! Layout: this file holds the provider and the listing loop; `token` everything that touches
 //! the consumer secret or a token, `page` the listing's wire format (pure, unit-tested); `args`
 //! its flags, `settings` its checked endpoints, `consumer` and `credential` where its
-//! credentials come from (all reached through [`super::choose`]), `login` the `login` check.
+//! credentials come from (all reached through [`super::choose`]), `fixed` how the tokens that
+//! are never renewed authenticate and what their refusal says, `login` the `login` check.
 
 pub mod args;
 pub mod consumer;
 pub mod credential;
+mod fixed;
 mod login;
 mod page;
 mod settings;
@@ -50,7 +52,8 @@ use tracing::debug;
 use url::Url;
 
 pub use self::args::BitbucketArgs;
-use self::credential::{API_TOKEN_GIT_USER, BitbucketCredential, TOKEN_GIT_USER};
+use self::credential::{BitbucketCredential, TOKEN_GIT_USER};
+use self::fixed::{ApiAuth, Fixed};
 pub use self::login::{FirstPage, LoginCheck};
 use self::page::api_error_message;
 pub use self::page::{PageListing, read_page};
@@ -203,7 +206,8 @@ impl BitbucketProvider {
                     }
                 }),
                 StatusCode::UNAUTHORIZED if self.fixed.is_some() => {
-                    Err(self.fixed_refused(url, &message()))
+                    Err(self
+                        .fixed_refused(&format!("Bitbucket answered 401 to {url} ({})", message())))
                 }
                 StatusCode::UNAUTHORIZED if !renewed => {
                     debug!(%url, "access token refused; renewing it once");
@@ -371,24 +375,19 @@ impl Provider for BitbucketProvider {
     /// One token covers every repository the consumer can read: `repo` is not needed.
     async fn git_auth(
         &self,
-        _repo: &RemoteRepo,
+        repo: &RemoteRepo,
         refresh: bool,
     ) -> Result<Option<GitAuth>, ProviderError> {
-        let (username, password) = match &self.fixed {
-            // Nothing to renew: a refused token is reported by the clone as an auth failure.
-            Some(Fixed::Bearer(token)) => (TOKEN_GIT_USER, token.clone()),
-            Some(Fixed::Basic { token, .. }) => (API_TOKEN_GIT_USER, token.clone()),
-            None => {
-                let renew = match refresh {
-                    true => Renew::IfStill(self.generation.load(Ordering::Acquire)),
-                    false => Renew::IfStale,
-                };
-                (TOKEN_GIT_USER, self.token(renew).await?.secret)
-            }
+        if let Some(fixed) = &self.fixed {
+            return self.fixed_git_auth(fixed, repo, refresh).map(Some);
+        }
+        let renew = match refresh {
+            true => Renew::IfStill(self.generation.load(Ordering::Acquire)),
+            false => Renew::IfStale,
         };
         Ok(Some(GitAuth {
-            username: username.to_string(),
-            password,
+            username: TOKEN_GIT_USER.to_string(),
+            password: self.token(renew).await?.secret,
         }))
     }
 
@@ -404,85 +403,6 @@ impl Provider for BitbucketProvider {
                 self.consent_url()
             )
         })
-    }
-}
-
-/// An access or API token: sent as is on every call, never renewed.
-#[derive(Debug)]
-enum Fixed {
-    Bearer(Secret),
-    /// HTTP Basic with the Atlassian account email (not the Bitbucket username).
-    Basic {
-        email: String,
-        token: Secret,
-    },
-}
-
-/// How one API call authenticates.
-struct ApiAuth(Fixed);
-
-impl ApiAuth {
-    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.0 {
-            Fixed::Bearer(token) => request.bearer_auth(token.expose()),
-            Fixed::Basic { email, token } => request.basic_auth(email, Some(token.expose())),
-        }
-    }
-}
-
-impl BitbucketProvider {
-    /// The API credential of the next call: the fixed token, or the consumer's cached OAuth
-    /// token (renewed per `renew`) and its generation.
-    async fn api_auth(&self, renew: Renew) -> Result<(ApiAuth, u64), ProviderError> {
-        Ok(match &self.fixed {
-            Some(Fixed::Bearer(t)) => (ApiAuth(Fixed::Bearer(t.clone())), 0),
-            Some(Fixed::Basic { email, token }) => (
-                ApiAuth(Fixed::Basic {
-                    email: email.clone(),
-                    token: token.clone(),
-                }),
-                0,
-            ),
-            None => {
-                let t = self.token(renew).await?;
-                (ApiAuth(Fixed::Bearer(t.secret)), t.generation)
-            }
-        })
-    }
-
-    /// A 401 to a token that cannot be renewed: revoked, expired, or never valid.
-    fn fixed_refused(&self, url: &Url, said: &str) -> ProviderError {
-        auth(self.scrub(&match &self.fixed {
-            Some(Fixed::Basic { email, .. }) => format!(
-                "Bitbucket answered 401 to {url} ({said}): the API token of `{email}` was revoked \
-                 or expired, or is not that account's: create a new one (Atlassian account → \
-                 Security → API tokens, scope read:repository:bitbucket) and pass it with \
-                 --api-token-file or BITBUCKET_API_TOKEN"
-            ),
-            _ => format!(
-                "Bitbucket answered 401 to {url} ({said}): the access token was revoked or \
-                 expired: create a new one with the `repository` read scope and pass it with \
-                 --access-token-file or BITBUCKET_ACCESS_TOKEN"
-            ),
-        }))
-    }
-
-    /// What the credential needs to read a workspace, for a 403.
-    fn needs(&self) -> &'static str {
-        match &self.fixed {
-            None => {
-                "the OAuth consumer needs Repositories → Read and must belong to a member of \
-                 that workspace"
-            }
-            Some(Fixed::Bearer(_)) => {
-                "the access token needs the `repository` read scope and must belong to that \
-                 workspace (or one of its projects or repositories)"
-            }
-            Some(Fixed::Basic { .. }) => {
-                "the API token needs the read:repository:bitbucket scope and its user must be a \
-                 member of that workspace"
-            }
-        }
     }
 }
 

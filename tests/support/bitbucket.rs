@@ -167,6 +167,9 @@ pub enum Fault {
     Status(u16),
     /// Expires every issued access token, then serves the request normally (so it fails 401).
     ExpireTokens,
+    /// Revokes every access token and API token, then serves the request normally (so it
+    /// fails 401): a token revoked while a run is under way.
+    RevokeTokens,
     /// Waits, then serves the request normally (for concurrency and timeout tests).
     Delay(Duration),
     /// `302 Found` to this URL, before any authentication (a compromised or misconfigured
@@ -624,6 +627,12 @@ impl Shared {
                 for t in self.lock().tokens.values_mut() {
                     t.expires_at = now;
                 }
+                None
+            }
+            Fault::RevokeTokens => {
+                let mut inner = self.lock();
+                inner.creds.access.clear();
+                inner.creds.api.clear();
                 None
             }
             Fault::Delay(d) => {
