@@ -148,11 +148,12 @@ async fn an_api_token_backs_up_with_the_account_email() {
         ["one", "two"]
     );
     env.set_env("BITBUCKET_API_TOKEN", API);
-    // The wrong email is refused like a wrong token.
+    // The wrong email is refused like a wrong token, with Bitbucket's plain-text reason.
     env.set_env("BITBUCKET_EMAIL", "someone@example.com");
     let (run, _) = env.backup_dated(WS, "2026-12-02").await;
     run.expect_code(3);
     assert!(run.stderr.contains("revoked or expired"), "{}", run.stderr);
+    assert!(run.stderr.contains("Login failed due to"), "{}", run.stderr);
     assert!(!run.stderr.contains(API), "{}", run.stderr);
 }
 

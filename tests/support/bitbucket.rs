@@ -65,6 +65,14 @@ pub const NO_CALLBACK: &str = "No callback uri defined for the OAuth client."; /
 /// API 401 messages: expired (community.atlassian.com 2079608) and unknown tokens (… 3149693).
 pub const TOKEN_EXPIRED: &str = "Access token expired.";
 pub const TOKEN_INVALID: &str = "Token is invalid, expired, or not supported for this endpoint.";
+/// The plain-text 401 body of a failed HTTP Basic login on the API (GH
+/// GearPlug/bitbucket-python#10, renovatebot/renovate#20533).
+pub const LOGIN_FAILED: &str = "Login failed due to incorrect login credentials or method.
+For information on authentication methods for Bitbucket Cloud APIs, visit:
+    https://developer.atlassian.com/cloud/bitbucket/rest/intro/#authentication
+If you are unsure of which login details or login method to use, visit:
+    https://support.atlassian.com/bitbucket-cloud/docs/log-into-or-connect-to-bitbucket-cloud/
+";
 /// What git prints after `remote:` on a refused clone (community.atlassian.com 3213684).
 const GIT_DENIED: &str = "You may not have access to this repository or it no longer exists in \
 this workspace. If you think this repository exists and you have access, make sure you are \
@@ -695,16 +703,11 @@ impl Shared {
                 Some(username) => Ok(Caller::Api {
                     username: username.clone(),
                 }),
-                // Wrong email or token (or a removed app password): a bare 401 with a Basic
-                // challenge, as bitbucket.org answers Basic failures.
+                // Wrong email or token (or a removed app password): bitbucket.org answers
+                // Basic failures with a plain-text 401, not its JSON error document.
                 None => {
                     bump(&self.counters.unauthorized);
-                    let mut resp = text(StatusCode::UNAUTHORIZED, "");
-                    resp.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(r#"Basic realm="Atlassian""#),
-                    );
-                    Err(Box::new(resp))
+                    Err(Box::new(text(StatusCode::UNAUTHORIZED, LOGIN_FAILED)))
                 }
             };
         }
