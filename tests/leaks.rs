@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::bitbucket::{Fault, Route};
+use crate::support::bitbucket::{Fault, Route, TokenScope};
 use crate::support::harness::{Run, SECRET, TestEnv};
 use crate::support::s3::TestS3;
 use crate::support::trap::Trap;
@@ -264,4 +264,92 @@ async fn the_web_identity_token_goes_to_sts_only() {
         assert!(!run.stderr.contains(token), "{format}: {}", run.stderr);
         assert!(!run.stdout.contains(token), "{format}: {}", run.stdout);
     }
+}
+
+/// The same scan for Bitbucket's token kinds: an access token and a user's API token, under
+/// trace logs, in `backup`, `list` and `login`, and when refused (revoked mid-run, revoked,
+/// wrong email). Neither may show up anywhere but the credentials file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_access_or_api_token_reaches_any_output_or_file() {
+    const ACCESS: &str = "ATCTT3-leak-marker-access-9f1c";
+    const API: &str = "ATATT3-leak-marker-api-4b7e";
+    const EMAIL: &str = "leak@example.com";
+    let mut env = TestEnv::new().await;
+    env.remove_env("BITBUCKET_CONSUMER_KEY");
+    env.remove_env("BITBUCKET_CONSUMER_SECRET");
+    env.simple_repo("acme", "api", "main");
+    env.simple_repo("acme", "web", "trunk");
+    env.emu
+        .add_access_token(ACCESS, TokenScope::Workspace("acme".into()));
+    env.emu.add_api_token(EMAIL, API, "leaker");
+    let local = env.path().join("dest");
+    let local = local.to_str().unwrap().to_string();
+    let mut ev = Evidence(Vec::new());
+    env.set_env("RUST_LOG", "trace");
+    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    for (what, args) in [
+        (
+            "access: backup",
+            vec!["-vv", "backup", "-o", "acme", "--dest", &local],
+        ),
+        ("access: list", vec!["list", "-o", "acme", "--json"]),
+        ("access: login", vec!["-vv", "login", "-o", "acme"]),
+    ] {
+        let run = env.run(&args).await;
+        assert_eq!(run.code, 0, "{what}: {}", run.stderr);
+        ev.run(what, &run);
+    }
+    env.remove_env("BITBUCKET_ACCESS_TOKEN");
+    env.set_env("BITBUCKET_API_TOKEN", API);
+    env.set_env("BITBUCKET_EMAIL", EMAIL);
+    for (what, args) in [
+        (
+            "api: backup",
+            vec!["-vv", "backup", "-o", "acme", "--dest", &local, "--full"],
+        ),
+        ("api: login", vec!["-vv", "login", "-o", "acme"]),
+    ] {
+        let run = env.run(&args).await;
+        assert_eq!(run.code, 0, "{what}: {}", run.stderr);
+        ev.run(what, &run);
+    }
+
+    // Refused: revoked while the run clones, then refused by the API, then a wrong email.
+    env.emu.push_fault(Route::Git, Fault::RevokeTokens);
+    let args = [
+        "backup",
+        "-o",
+        "acme",
+        "--dest",
+        &local,
+        "--full",
+        "--retries",
+        "0",
+    ];
+    let run = env.run(&args).await;
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    ev.run("api: revoked mid-run", &run);
+    let run = env.run(&args).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    ev.run("api: revoked", &run);
+    env.emu.add_api_token(EMAIL, API, "leaker");
+    env.set_env("BITBUCKET_EMAIL", "someone-else@example.com");
+    let run = env
+        .run(&["--log-format", "json", "login", "-o", "acme"])
+        .await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    ev.run("api: wrong email", &run);
+    env.remove_env("BITBUCKET_API_TOKEN");
+    env.remove_env("BITBUCKET_EMAIL");
+    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    let run = env.run(&args).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    ev.run("access: revoked", &run);
+    env.remove_env("RUST_LOG");
+
+    let credentials = PathBuf::from(&env.envs["HOME"]).join(".config/git-offsite/credentials.toml");
+    let stored = std::fs::read_to_string(&credentials).unwrap();
+    assert!(stored.contains(API), "login stored the API token");
+    ev.files(env.path(), &[credentials, env.path().join("fixtures")]);
+    ev.assert_clean(&[ACCESS.to_string(), API.to_string()]);
 }

@@ -45,17 +45,6 @@ pub enum BitbucketCredential {
     },
 }
 
-impl BitbucketCredential {
-    /// What `login` and errors call it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BitbucketCredential::Consumer(_) => "OAuth consumer",
-            BitbucketCredential::AccessToken { .. } => "access token",
-            BitbucketCredential::ApiToken { .. } => "API token",
-        }
-    }
-}
-
 /// The token kinds' keys in the `[bitbucket]` table (the consumer's are in [`super::consumer`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct TokenSection {
@@ -231,7 +220,10 @@ mod tests {
     fn exactly_one_kind_is_accepted() {
         let args = BitbucketArgs::default();
         let c = for_login(&args, &env_of(&[(ACCESS_TOKEN_ENV, "at")]), &[]).unwrap();
-        assert_eq!(c.kind(), "access token");
+        assert!(
+            matches!(c, BitbucketCredential::AccessToken { .. }),
+            "{c:?}"
+        );
         let c = for_login(
             &args,
             &env_of(&[(API_TOKEN_ENV, "t"), (EMAIL_ENV, "a@b.c")]),
