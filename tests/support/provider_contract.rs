@@ -29,7 +29,9 @@ pub trait HostFixture {
     /// Expires every credential issued so far, as a long run outlives a token.
     fn expire_credentials(&self);
     /// `false` for a credential that cannot be renewed (a Bitbucket access or API token):
-    /// then expiry must fail clearly instead, and git credentials are only refused by git.
+    /// then expiry must fail clearly instead (an auth error saying it was revoked or expired),
+    /// for the listing and for a git credential git refused; a bad one is handed out to git
+    /// as is (only the host can tell it is bad).
     fn renewable(&self) -> bool {
         true
     }
@@ -123,6 +125,13 @@ pub async fn a_token_expiring_mid_run_is_renewed(f: &dyn HostFixture) {
         assert_eq!(err.exit_code(), exit::AUTH);
         assert!(err.to_string().contains("revoked or expired"), "{err}");
         assert!(!err.to_string().contains(before.password.expose()), "{err}");
+        // A git credential git refused cannot give way to a new one: an auth error that says
+        // why, instead of the same token again.
+        let err = provider.git_auth(&repos[1], true).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+        assert!(err.to_string().contains("revoked or expired"), "{err}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(before.password.expose()), "{shown}");
         return;
     }
     let again = provider.list_repos("acme").await.unwrap().repos;
