@@ -13,7 +13,7 @@ use crate::provider::{GitAuth, ProviderError, RemoteRepo};
 use crate::secret::Secret;
 
 /// An access or API token: sent as is on every call, never renewed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Fixed {
     Bearer(Secret),
     /// HTTP Basic with the Atlassian account email (not the Bitbucket username).
@@ -40,14 +40,7 @@ impl BitbucketProvider {
     /// token (renewed per `renew`) and its generation.
     pub(super) async fn api_auth(&self, renew: Renew) -> Result<(ApiAuth, u64), ProviderError> {
         Ok(match &self.fixed {
-            Some(Fixed::Bearer(t)) => (ApiAuth(Fixed::Bearer(t.clone())), 0),
-            Some(Fixed::Basic { email, token }) => (
-                ApiAuth(Fixed::Basic {
-                    email: email.clone(),
-                    token: token.clone(),
-                }),
-                0,
-            ),
+            Some(fixed) => (ApiAuth(fixed.clone()), 0),
             None => {
                 let t = self.token(renew).await?;
                 (ApiAuth(Fixed::Bearer(t.secret)), t.generation)
