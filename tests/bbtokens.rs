@@ -16,7 +16,7 @@ use crate::support::bitbucket::{
     Budget, ConsumerOpts, Emulator, Fault, ListQuirks, RATE_LIMIT_BODY, RepoOpts, Route, TokenScope,
 };
 use crate::support::git::simple_repo;
-use crate::support::harness::TestEnv;
+use crate::support::harness::{Run, TestEnv};
 
 const WS: &str = "acme";
 const ACCESS: &str = "ATCTT3xFfGN0-access-token-value";
@@ -31,6 +31,26 @@ async fn env() -> (TestEnv, std::path::PathBuf) {
     let one = env.simple_repo(WS, "one", "main");
     env.simple_repo(WS, "two", "main");
     (env, one)
+}
+
+/// [`env`] with a workspace access token for `acme` in `BITBUCKET_ACCESS_TOKEN`.
+async fn access_env() -> TestEnv {
+    let (mut env, _) = env().await;
+    env.emu
+        .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
+    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    env
+}
+
+/// The run says the access token was revoked or expired, and never shows it.
+fn assert_says_revoked(run: &Run) {
+    assert!(
+        run.stderr
+            .contains("the access token was revoked or expired"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(ACCESS) && !run.stdout.contains(ACCESS));
 }
 
 fn token_file(env: &TestEnv, name: &str, value: &str) -> String {
@@ -56,21 +76,9 @@ async fn a_workspace_access_token_backs_up_and_restores() {
     env.emu
         .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
     let file = token_file(&env, "at", ACCESS);
-    let dest = env.path().join("dest");
+    let extra = ["--access-token-file", &file];
+    let (run, dest) = env.backup_dated_with(WS, "2026-12-01", &extra).await;
     let d = dest.to_str().unwrap();
-    let run = env
-        .run(&[
-            "backup",
-            "-o",
-            WS,
-            "--dest",
-            d,
-            "--date",
-            "2026-12-01",
-            "--access-token-file",
-            &file,
-        ])
-        .await;
     run.expect_code(0);
     assert!(!run.stderr.contains(ACCESS) && !run.stdout.contains(ACCESS));
     let manifest = TestEnv::local_manifest(&dest, WS, "2026-12-01");
@@ -125,22 +133,8 @@ async fn an_api_token_backs_up_with_the_account_email() {
     // With the flags instead of the environment.
     env.remove_env("BITBUCKET_API_TOKEN");
     let file = token_file(&env, "api", API);
-    let dest = env.path().join("dest");
-    let run = env
-        .run(&[
-            "backup",
-            "-o",
-            WS,
-            "--dest",
-            dest.to_str().unwrap(),
-            "--date",
-            "2026-12-01",
-            "--email",
-            EMAIL,
-            "--api-token-file",
-            &file,
-        ])
-        .await;
+    let extra = ["--email", EMAIL, "--api-token-file", &file];
+    let (run, dest) = env.backup_dated_with(WS, "2026-12-01", &extra).await;
     run.expect_code(0);
     assert!(!run.stderr.contains(API));
     assert_eq!(
@@ -179,31 +173,19 @@ async fn two_credential_kinds_are_a_usage_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_access_token_fails_clearly_and_is_never_printed() {
-    let (mut env, _) = env().await;
-    env.emu
-        .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
-    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    let env = access_env().await;
     env.backup_dated(WS, "2026-12-01").await.0.expect_code(0);
     env.emu.revoke_access_token(ACCESS);
     let (run, _) = env.backup_dated(WS, "2026-12-02").await;
     run.expect_code(3);
-    assert!(
-        run.stderr
-            .contains("the access token was revoked or expired"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains(ACCESS) && !run.stdout.contains(ACCESS));
+    assert_says_revoked(&run);
 }
 
 /// An access token revoked mid-run (after the listing, at the first clone) cannot be renewed:
 /// git's refusal fails each repository with the reason instead of sending the token again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_token_revoked_mid_run_fails_the_clones_clearly() {
-    let (mut env, _) = env().await;
-    env.emu
-        .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
-    env.set_env("BITBUCKET_ACCESS_TOKEN", ACCESS);
+    let env = access_env().await;
     env.emu
         .push_fault(Route::repo(WS, "one"), Fault::RevokeTokens);
     env.emu
@@ -211,15 +193,8 @@ async fn an_access_token_revoked_mid_run_fails_the_clones_clearly() {
     let (run, _) = env.backup_dated(WS, "2026-12-01").await;
     // Failed repositories: exit 5 as for any repository that fails (the listing worked).
     run.expect_code(5);
-    assert!(
-        run.stderr.contains("git was refused at")
-            && run
-                .stderr
-                .contains("the access token was revoked or expired"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains(ACCESS) && !run.stdout.contains(ACCESS));
+    assert!(run.stderr.contains("git was refused at"), "{}", run.stderr);
+    assert_says_revoked(&run);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

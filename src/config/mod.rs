@@ -290,11 +290,11 @@ fn recipients(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::Path;
 
-    pub(super) fn env_of(
+    pub(crate) fn env_of(
         pairs: &'static [(&'static str, &'static str)],
     ) -> impl Fn(&str) -> Option<String> {
         move |k| {

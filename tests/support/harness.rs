@@ -118,6 +118,16 @@ impl TestEnv {
 
     /// `backup -o OWNER --dest <tempdir>/dest --date DATE`: the run, and the destination.
     pub async fn backup_dated(&self, owner: &str, date: &str) -> (Run, PathBuf) {
+        self.backup_dated_with(owner, date, &[]).await
+    }
+
+    /// [`TestEnv::backup_dated`] with `extra` arguments after the others.
+    pub async fn backup_dated_with(
+        &self,
+        owner: &str,
+        date: &str,
+        extra: &[&str],
+    ) -> (Run, PathBuf) {
         let dest = self.dir.path().join("dest");
         let args = [
             "backup",
@@ -128,7 +138,7 @@ impl TestEnv {
             "--date",
             date,
         ];
-        (self.run(&args).await, dest)
+        (self.run(&[&args[..], extra].concat()).await, dest)
     }
 
     /// The manifest of `owner`'s `date` folder in a local destination.

@@ -134,6 +134,19 @@ fn stored_token(file: &StoredFile) -> Result<Option<BitbucketCredential>, Config
     })
 }
 
+/// A token kind set by flag or env (`None`: none), refused beside any consumer setting.
+fn explicit_only(
+    args: &BitbucketArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    refs: &[CredentialRefs],
+) -> Result<Option<BitbucketCredential>, ConfigError> {
+    let token = explicit_token(args, env)?;
+    if token.is_some() && consumer_set(args, env, refs)? {
+        return Err(ConfigError::Other(ONE_KIND.into()));
+    }
+    Ok(token)
+}
+
 /// The credential of a run: a token kind set by flag or env, else the consumer's own order
 /// (flags, env, config references), else whatever the credentials file stores, else a prompt.
 pub fn for_run(
@@ -141,10 +154,7 @@ pub fn for_run(
     env: &dyn Fn(&str) -> Option<String>,
     refs: &[CredentialRefs],
 ) -> Result<BitbucketCredential, ConfigError> {
-    if let Some(token) = explicit_token(args, env)? {
-        if consumer_set(args, env, refs)? {
-            return Err(ConfigError::Other(ONE_KIND.into()));
-        }
+    if let Some(token) = explicit_only(args, env, refs)? {
         return Ok(token);
     }
     if !consumer_set(args, env, refs)?
@@ -162,10 +172,7 @@ pub fn for_login(
     env: &dyn Fn(&str) -> Option<String>,
     refs: &[CredentialRefs],
 ) -> Result<BitbucketCredential, ConfigError> {
-    if let Some(token) = explicit_token(args, env)? {
-        if consumer_set(args, env, refs)? {
-            return Err(ConfigError::Other(ONE_KIND.into()));
-        }
+    if let Some(token) = explicit_only(args, env, refs)? {
         return Ok(token);
     }
     consumer::for_login(args, env, refs).map(BitbucketCredential::Consumer)
@@ -206,15 +213,7 @@ fn read(path: &Path, what: &'static str, kind: &'static str) -> Result<Secret, C
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::config::tests::env_of;
 
     #[test]
     fn exactly_one_kind_is_accepted() {
