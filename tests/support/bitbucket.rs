@@ -38,7 +38,7 @@ use super::git_http::{self, GitHttp, GitRequest, basic_auth, bump, head_branch};
 use super::server;
 
 pub use self::damage::Damage;
-pub use self::tokens::{API_TOKEN_GIT_USER, Budget, TokenScope};
+pub use self::tokens::{Budget, TokenScope};
 use self::tokens::{Caller, Tokens};
 
 mod damage;
@@ -65,14 +65,6 @@ pub const NO_CALLBACK: &str = "No callback uri defined for the OAuth client."; /
 /// API 401 messages: expired (community.atlassian.com 2079608) and unknown tokens (… 3149693).
 pub const TOKEN_EXPIRED: &str = "Access token expired.";
 pub const TOKEN_INVALID: &str = "Token is invalid, expired, or not supported for this endpoint.";
-/// The plain-text 401 body of a failed HTTP Basic login on the API (GH
-/// GearPlug/bitbucket-python#10, renovatebot/renovate#20533).
-pub const LOGIN_FAILED: &str = "Login failed due to incorrect login credentials or method.
-For information on authentication methods for Bitbucket Cloud APIs, visit:
-    https://developer.atlassian.com/cloud/bitbucket/rest/intro/#authentication
-If you are unsure of which login details or login method to use, visit:
-    https://support.atlassian.com/bitbucket-cloud/docs/log-into-or-connect-to-bitbucket-cloud/
-";
 /// What git prints after `remote:` on a refused clone (community.atlassian.com 3213684).
 const GIT_DENIED: &str = "You may not have access to this repository or it no longer exists in \
 this workspace. If you think this repository exists and you have access, make sure you are \
@@ -411,37 +403,6 @@ impl Emulator {
     }
 
     /// Expires every access token issued so far (refresh tokens stay valid).
-    /// A workspace, project or repository access token (Bearer; git user `x-token-auth`).
-    pub fn add_access_token(&self, token: &str, scope: TokenScope) {
-        self.shared
-            .lock()
-            .creds
-            .access
-            .insert(token.to_owned(), scope);
-    }
-
-    /// Revokes an access token: from now on it answers 401.
-    pub fn revoke_access_token(&self, token: &str) {
-        self.shared.lock().creds.access.remove(token);
-    }
-
-    /// A user's scoped API token: Basic `email:token` on the API, `x-bitbucket-api-token-auth`
-    /// (or `username`) over git.
-    pub fn add_api_token(&self, email: &str, token: &str, username: &str) {
-        (self.shared.lock().creds.api)
-            .insert((email.to_owned(), token.to_owned()), username.to_owned());
-    }
-
-    /// Revokes an API token.
-    pub fn revoke_api_token(&self, email: &str, token: &str) {
-        (self.shared.lock().creds.api).remove(&(email.to_owned(), token.to_owned()));
-    }
-
-    /// The access tokens' request budget per window (Bitbucket: per rolling hour).
-    pub fn set_access_token_budget(&self, budget: Budget) {
-        self.shared.lock().creds.budget = Some(budget);
-    }
-
     pub fn expire_tokens(&self) {
         let now = Instant::now();
         for t in self.shared.lock().tokens.values_mut() {
@@ -638,9 +599,7 @@ impl Shared {
                 None
             }
             Fault::RevokeTokens => {
-                let mut inner = self.lock();
-                inner.creds.access.clear();
-                inner.creds.api.clear();
+                self.lock().creds.revoke_all();
                 None
             }
             Fault::Delay(d) => {
@@ -680,40 +639,6 @@ impl Shared {
             Kind::Api => api_error(status, reason),
             Kind::Git => text(status, &format!("{reason}\n")),
         }
-    }
-
-    /// Who an API request is: an OAuth token or access token (Bearer), or an API token (Basic
-    /// email:token); else the 401 Bitbucket answers.
-    fn api_caller(&self, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
-        if let Some(t) = bearer(headers) {
-            return match self.check_token(&t) {
-                Auth::Valid { username } => Ok(Caller::OAuth { username }),
-                Auth::Expired => Err(Box::new(self.unauthorized_api(TOKEN_EXPIRED))),
-                Auth::Invalid => match self.lock().creds.access.get(&t) {
-                    Some(scope) => Ok(Caller::Access {
-                        token: t.clone(),
-                        scope: scope.clone(),
-                    }),
-                    None => Err(Box::new(self.unauthorized_api(TOKEN_INVALID))),
-                },
-            };
-        }
-        if let Some((email, token)) = basic_auth(headers) {
-            return match self.lock().creds.api.get(&(email, token)) {
-                Some(username) => Ok(Caller::Api {
-                    username: username.clone(),
-                }),
-                // Wrong email or token (or a removed app password): bitbucket.org answers
-                // Basic failures with a plain-text 401, not its JSON error document.
-                None => {
-                    bump(&self.counters.unauthorized);
-                    Err(Box::new(text(StatusCode::UNAUTHORIZED, LOGIN_FAILED)))
-                }
-            };
-        }
-        Err(Box::new(self.unauthorized_api(
-            "Authentication credentials were not provided.",
-        )))
     }
 
     fn unauthorized_api(&self, message: &str) -> Response {
@@ -1205,29 +1130,14 @@ async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
         bump(&s.counters.push_requests);
         return s.git.serve(req, guard).await;
     }
-    // OAuth and access tokens go over git as Basic `x-token-auth:<token>` only, API tokens as
-    // `x-bitbucket-api-token-auth:<token>` or the username (NOTES §1).
+    // OAuth tokens go over git as Basic `x-token-auth:<token>` only (NOTES §1); access and
+    // API tokens as `tokens` says.
     let authorised = match req.basic_auth() {
-        Some((user, token)) if user == GIT_TOKEN_USER => match s.check_token(&token) {
-            Auth::Valid { .. } => true,
-            _ => {
-                let inner = s.lock();
-                inner.creds.access.get(&token).is_some_and(|scope| {
-                    inner.workspaces.get(&workspace).is_some_and(|w| {
-                        w.repos.iter().any(|r| {
-                            r.slug == slug && scope.sees(&workspace, &slug, &r.opts.project_key)
-                        })
-                    })
-                })
-            }
-        },
         Some((user, token)) => {
-            let inner = s.lock();
-            inner.creds.api.iter().any(|((_, t), username)| {
-                *t == token && (user == API_TOKEN_GIT_USER || user == *username)
-            })
+            (user == GIT_TOKEN_USER && matches!(s.check_token(&token), Auth::Valid { .. }))
+                || s.git_token_authorised(&workspace, &slug, &user, &token)
         }
-        _ => false,
+        None => false,
     };
     if !authorised {
         return git_unauthorized(&s);
