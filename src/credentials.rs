@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::ConfigError;
 use crate::provider::ProviderKind;
+use crate::secret::Secret;
 
 /// The credentials file as read: one table per provider, named after it (`[bitbucket]`); each
 /// provider's module reads its own table (e.g. `provider::bitbucket::consumer::stored`).
@@ -43,6 +44,23 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
                 .map(|h| PathBuf::from(h).join(".config"))
         })?;
     Some(base.join("git-offsite").join("credentials.toml"))
+}
+
+/// Reads a secret from a file, trimming the trailing newline `echo` and editors add.
+pub fn read_secret_file(path: &Path, what: &'static str, holds: &'static str) -> Result<Secret, ConfigError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(ConfigError::EmptyFile {
+            what: holds,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Secret::new(value))
 }
 
 fn cred_err(path: &Path, message: impl Into<String>) -> ConfigError {
@@ -195,6 +213,19 @@ pub fn confirm(question: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_or_missing_secret_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = read_secret_file(&empty, "--consumer-secret-file", "consumer secret").unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = read_secret_file(&dir.path().join("nope"), "--consumer-secret-file", "consumer secret")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--consumer-secret-file"), "{e}");
+    }
 
     fn table(pairs: &[(&str, &str)]) -> toml::Table {
         pairs

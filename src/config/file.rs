@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub bitbucket: BitbucketSection,
     #[serde(default)]
     pub github: crate::provider::github::settings::GithubSection,
+    #[serde(default)]
+    pub gitea: crate::provider::gitea::settings::GiteaSection,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSection>,
     /// Where the file was read from; relative paths in it are relative to its directory.

@@ -104,7 +104,12 @@ pub fn git_origin(
     if api_url.origin() == default_api.origin() {
         return Url::parse(default_git).expect("valid default URL");
     }
-    let mut origin = api_url.clone();
+    origin_of(api_url)
+}
+
+/// `url`'s scheme, host and port alone (`https://host:port/`): no path, query or user info.
+pub fn origin_of(url: &Url) -> Url {
+    let mut origin = url.clone();
     origin.set_path("/");
     origin.set_query(None);
     origin.set_fragment(None);

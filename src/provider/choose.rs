@@ -11,6 +11,7 @@ use url::Url;
 
 use super::Provider;
 use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
+use super::gitea::{self, GiteaArgs, GiteaEndpoints};
 use super::github::settings::GithubSection;
 use super::github::{self, GithubArgs, GithubEndpoints};
 use super::urls::{self, UrlsArgs, UrlsSettings};
@@ -35,6 +36,9 @@ pub struct ProviderArgs {
 
     #[command(flatten)]
     pub github: GithubArgs,
+
+    #[command(flatten)]
+    pub gitea: GiteaArgs,
 }
 
 /// The hosts git-offsite can list repositories on.
@@ -47,6 +51,8 @@ pub enum ProviderKind {
     Urls,
     /// GitHub or GitHub Enterprise Server (a GitHub App installation, or a personal token).
     Github,
+    /// Gitea or Forgejo (an access token; --gitea-url names the instance).
+    Gitea,
 }
 
 impl ProviderKind {
@@ -56,6 +62,7 @@ impl ProviderKind {
             ProviderKind::Bitbucket => "bitbucket",
             ProviderKind::Urls => "urls",
             ProviderKind::Github => "github",
+            ProviderKind::Gitea => "gitea",
         }
     }
 
@@ -85,6 +92,7 @@ pub enum ProviderConfig {
     Bitbucket(BitbucketEndpoints),
     Urls(UrlsSettings),
     Github(GithubEndpoints),
+    Gitea(GiteaEndpoints),
 }
 
 impl ProviderConfig {
@@ -101,6 +109,7 @@ impl ProviderConfig {
             ProviderKind::Github => {
                 ProviderConfig::Github(GithubEndpoints::new(&args.github, file)?)
             }
+            ProviderKind::Gitea => ProviderConfig::Gitea(GiteaEndpoints::new(&args.gitea, file)?),
         })
     }
 
@@ -109,6 +118,7 @@ impl ProviderConfig {
             ProviderConfig::Bitbucket(_) => ProviderKind::Bitbucket,
             ProviderConfig::Urls(_) => ProviderKind::Urls,
             ProviderConfig::Github(_) => ProviderKind::Github,
+            ProviderConfig::Gitea(_) => ProviderKind::Gitea,
         }
     }
 
@@ -118,6 +128,7 @@ impl ProviderConfig {
             ProviderConfig::Bitbucket(e) => e.dialed(),
             ProviderConfig::Urls(u) => u.dialed(),
             ProviderConfig::Github(e) => e.dialed(),
+            ProviderConfig::Gitea(e) => e.dialed(),
         }
     }
 }
@@ -191,6 +202,10 @@ pub fn build(
             let creds = github::creds::for_run(&args.github, env, &endpoints.file)?;
             Box::new(github::build(endpoints, retry, creds)?)
         }
+        ProviderConfig::Gitea(endpoints) => {
+            let token = gitea::creds::for_run(&args.gitea, env, &endpoints.file)?;
+            Box::new(gitea::build(endpoints, retry, token)?)
+        }
     })
 }
 
@@ -234,6 +249,14 @@ pub fn for_login(
                 section: github::creds::SECTION,
                 table: github::creds::section(&creds),
                 provider: Box::new(github::build(endpoints, retry, creds)?),
+            }
+        }
+        ProviderConfig::Gitea(endpoints) => {
+            let token = gitea::creds::for_login(&args.gitea, env, &endpoints.file)?;
+            ForLogin {
+                section: gitea::creds::SECTION,
+                table: gitea::creds::section(&token),
+                provider: Box::new(gitea::build(endpoints, retry, token)?),
             }
         }
     })

@@ -8,6 +8,7 @@
 
 pub mod bitbucket;
 pub mod choose;
+pub mod gitea;
 pub mod github;
 pub mod http;
 pub mod renew;

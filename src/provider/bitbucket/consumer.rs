@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::args::BitbucketArgs;
 use crate::config::{ConfigError, CredentialRefs};
-use crate::credentials::{self, StoredFile};
+use crate::credentials::{self, StoredFile, read_secret_file};
 use crate::secret::Secret;
 
 /// An OAuth consumer's key and secret, and where each came from (for messages; never the value).
@@ -68,7 +68,10 @@ pub fn resolve_consumer(
 
     let mut secret = match (&args.consumer_secret, &args.consumer_secret_file) {
         (Some(s), _) if !s.is_empty() => Some((Secret::new(s.clone()), "--consumer-secret")),
-        (_, Some(path)) => Some((read_secret_file(path)?, "--consumer-secret-file")),
+        (_, Some(path)) => Some((
+            read_secret_file(path, "--consumer-secret-file", "consumer secret")?,
+            "--consumer-secret-file",
+        )),
         _ => nonempty(env("BITBUCKET_CONSUMER_SECRET"))
             .map(|s| (Secret::new(s), "BITBUCKET_CONSUMER_SECRET")),
     };
@@ -78,7 +81,11 @@ pub fn resolve_consumer(
         }
         if let Some(path) = &r.consumer_secret_file {
             secret = Some((
-                read_secret_file(path)?,
+                read_secret_file(
+                    path,
+                    "the config file's consumer_secret_file",
+                    "consumer secret",
+                )?,
                 "the config file's consumer_secret_file",
             ));
         } else if let Some(var) = &r.consumer_secret_env {
@@ -101,23 +108,6 @@ pub fn resolve_consumer(
         (None, Some(_)) => Err(ConfigError::MissingCredentials { missing: "key" }),
         (Some(_), None) => Err(ConfigError::MissingCredentials { missing: "secret" }),
     }
-}
-
-/// Reads a secret from a file, trimming the trailing newline `echo` and editors add.
-pub fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
-    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        what: "--consumer-secret-file",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let value = raw.trim();
-    if value.is_empty() {
-        return Err(ConfigError::EmptyFile {
-            what: "consumer secret",
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(Secret::new(value))
 }
 
 /// The `[bitbucket]` table of the credentials file.
@@ -378,19 +368,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("SRC_KEY"), "{e}");
-    }
-
-    #[test]
-    fn empty_or_missing_secret_file_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let empty = dir.path().join("empty");
-        std::fs::write(&empty, "\n").unwrap();
-        let e = read_secret_file(&empty).unwrap_err().to_string();
-        assert!(e.contains("empty"), "{e}");
-        let e = read_secret_file(&dir.path().join("nope"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--consumer-secret-file"), "{e}");
     }
 
     #[test]

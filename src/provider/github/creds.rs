@@ -16,7 +16,7 @@ use super::args::GithubArgs;
 use super::settings::GithubSection;
 use super::{AppKey, Credential};
 use crate::config::ConfigError;
-use crate::credentials::{self, StoredFile};
+use crate::credentials::{self, StoredFile, read_secret_file as read_file};
 use crate::secret::Secret;
 
 /// The name of this provider's table in the credentials file.
@@ -231,23 +231,6 @@ fn from_store(
         })),
         _ => Err(broken()),
     }
-}
-
-/// Reads a secret from a file, trimming the trailing newline `echo` and editors add.
-fn read_file(path: &Path, what: &'static str, holds: &'static str) -> Result<Secret, ConfigError> {
-    let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let value = raw.trim();
-    if value.is_empty() {
-        return Err(ConfigError::EmptyFile {
-            what: holds,
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(Secret::new(value))
 }
 
 /// The `[github]` table that stores `creds`.

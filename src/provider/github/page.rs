@@ -23,27 +23,6 @@ pub(super) fn api_error_message(body: &[u8]) -> String {
     }
 }
 
-/// The `rel="next"` target of a `Link` header (RFC 8288: `<url>; rel="next", <url>; rel="last"`),
-/// verbatim: GitHub's links may page by `page`, `before`/`after` or `since`, so they are never
-/// built by hand.
-pub(super) fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (target, params) = part.trim().split_once(';')?;
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        let is_next = params.split(';').any(|p| {
-            let Some((k, v)) = p.split_once('=') else {
-                return false;
-            };
-            k.trim().eq_ignore_ascii_case("rel")
-                && v.trim()
-                    .trim_matches('"')
-                    .split_ascii_whitespace()
-                    .any(|r| r.eq_ignore_ascii_case("next"))
-        });
-        is_next.then(|| target.to_string())
-    })
-}
-
 #[derive(Debug, Deserialize)]
 pub(super) struct RawRepo {
     name: Option<String>,
@@ -141,25 +120,6 @@ mod tests {
 
     fn origin() -> Url {
         Url::parse("https://github.com").unwrap()
-    }
-
-    #[test]
-    fn link_header_next_is_found_in_any_position() {
-        let h = r#"<https://api.github.com/organizations/9/repos?per_page=100&page=2>; rel="next", <https://api.github.com/organizations/9/repos?per_page=100&page=5>; rel="last""#;
-        assert_eq!(
-            next_link(h).as_deref(),
-            Some("https://api.github.com/organizations/9/repos?per_page=100&page=2")
-        );
-        let h = r#"<https://x/?page=1>; rel="prev", <https://x/?after=abc>; rel="next""#;
-        assert_eq!(next_link(h).as_deref(), Some("https://x/?after=abc"));
-        let h = r#"<https://x/?page=1>; rel="first", <https://x/?page=4>; rel="prev""#;
-        assert_eq!(next_link(h), None);
-        assert_eq!(
-            next_link(r#"<https://x/>; REL=next"#).as_deref(),
-            Some("https://x/")
-        );
-        assert_eq!(next_link("garbage"), None);
-        assert_eq!(next_link(""), None);
     }
 
     #[test]

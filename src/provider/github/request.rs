@@ -8,10 +8,11 @@ use reqwest::header::{ACCEPT, HeaderMap, LINK};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::page::{api_error_message, next_link};
+use super::page::api_error_message;
 use super::{API_VERSION, GithubProvider, PROVIDER};
 use crate::http::{self, BodyError};
 use crate::provider::ProviderError;
+use crate::provider::http::link::next_link;
 use crate::provider::http::{Transient, Try, parse_retry_after, retrying};
 use crate::secret::Secret;
 
