@@ -47,7 +47,11 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 }
 
 /// Reads a secret from a file, trimming the trailing newline `echo` and editors add.
-pub fn read_secret_file(path: &Path, what: &'static str, holds: &'static str) -> Result<Secret, ConfigError> {
+pub fn read_secret_file(
+    path: &Path,
+    what: &'static str,
+    holds: &'static str,
+) -> Result<Secret, ConfigError> {
     let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         what,
         path: path.to_path_buf(),

@@ -62,7 +62,9 @@ impl RawRepo {
             reason,
         };
         let (Some(slug), Some(full_name)) = (self.name.clone(), self.full_name.clone()) else {
-            return Err(rejected("the listing gives it no `name` or `full_name`".into()));
+            return Err(rejected(
+                "the listing gives it no `name` or `full_name`".into(),
+            ));
         };
         let Some(href) = self.clone_url.as_deref() else {
             return Err(rejected("the listing gives it no `clone_url`".into()));
@@ -83,9 +85,7 @@ impl RawRepo {
             size: self.size.map(|kib| kib.saturating_mul(1024)),
             updated_on: self.updated_at,
             // Gitea names a default branch for an empty repository too; `empty` says which.
-            default_branch: self
-                .default_branch
-                .filter(|b| !self.empty && !b.is_empty()),
+            default_branch: self.default_branch.filter(|b| !self.empty && !b.is_empty()),
             is_private: self.private,
         })
     }
@@ -109,19 +109,30 @@ mod tests {
         let api = raws.next().unwrap().into_remote("acme", &origin).unwrap();
         assert_eq!(api.size, Some(3 * 1024));
         assert_eq!(api.default_branch.as_deref(), Some("trunk"));
-        assert_eq!(api.clone_url.as_str(), "https://git.example.com/acme/api.git");
+        assert_eq!(
+            api.clone_url.as_str(),
+            "https://git.example.com/acme/api.git"
+        );
         assert_eq!(api.is_private, Some(true));
         let new = raws.next().unwrap().into_remote("acme", &origin).unwrap();
         assert_eq!(new.default_branch, None);
-        let far = raws.next().unwrap().into_remote("acme", &origin).unwrap_err();
+        let far = raws
+            .next()
+            .unwrap()
+            .into_remote("acme", &origin)
+            .unwrap_err();
         assert!(far.reason.contains("not on the Gitea host"), "{far:?}");
         assert!(parse_page(br#"{"message":"x"}"#).is_err());
     }
 
     #[test]
     fn error_messages_prefer_giteas_text() {
-        let m = api_error_message(br#"{"message":"token is required","url":"https://x/api/swagger"}"#);
-        assert!(m.contains("token is required") && !m.contains("swagger"), "{m}");
+        let m =
+            api_error_message(br#"{"message":"token is required","url":"https://x/api/swagger"}"#);
+        assert!(
+            m.contains("token is required") && !m.contains("swagger"),
+            "{m}"
+        );
         assert!(api_error_message(b"Not Found\n").contains("Not Found"));
     }
 }
