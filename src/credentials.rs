@@ -223,11 +223,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").unwrap();
-        let e = read_secret_file(&empty, "--consumer-secret-file", "consumer secret").unwrap_err().to_string();
-        assert!(e.contains("empty"), "{e}");
-        let e = read_secret_file(&dir.path().join("nope"), "--consumer-secret-file", "consumer secret")
+        let e = read_secret_file(&empty, "--consumer-secret-file", "consumer secret")
             .unwrap_err()
             .to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = read_secret_file(
+            &dir.path().join("nope"),
+            "--consumer-secret-file",
+            "consumer secret",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--consumer-secret-file"), "{e}");
     }
 

@@ -268,7 +268,9 @@ impl GiteaProvider {
             if visited.len() > MAX_PAGES {
                 return Err(ProviderError::Decode {
                     url: url.to_string(),
-                    message: format!("more than {MAX_PAGES} pages of repositories; refusing to go on"),
+                    message: format!(
+                        "more than {MAX_PAGES} pages of repositories; refusing to go on"
+                    ),
                 });
             }
             answer = self.get(&url).await?;
@@ -319,10 +321,11 @@ impl Provider for GiteaProvider {
         let url = self.url(&["user"]);
         let answer = self.get(&url).await?;
         let answer = self.checked(&url, owner.unwrap_or("the token's user"), false, answer)?;
-        let user: User = serde_json::from_slice(&answer.body).map_err(|e| ProviderError::Decode {
-            url: url.to_string(),
-            message: format!("not a user: {e}"),
-        })?;
+        let user: User =
+            serde_json::from_slice(&answer.body).map_err(|e| ProviderError::Decode {
+                url: url.to_string(),
+                message: format!("not a user: {e}"),
+            })?;
         let who = format!("the token of `{}`", crate::text::escape(&user.login));
         let Some(owner) = owner else {
             return Ok(format!("{who} is valid"));

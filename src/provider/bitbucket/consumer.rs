@@ -4,8 +4,6 @@
 //! Order for a run: flag, env, the config file's references, the credentials file, a prompt; for
 //! `login`, the same without the credentials file (it is what `login` replaces).
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use super::args::BitbucketArgs;
@@ -219,6 +217,8 @@ fn prompt() -> Result<ConsumerCredentials, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
