@@ -30,6 +30,7 @@ pub mod settings;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -65,6 +66,8 @@ pub struct GiteaProvider {
     /// Clone URLs elsewhere are rejected: the token goes to this host only.
     git_origin: Url,
     token: Secret,
+    /// Some API request with the token was answered: git credentials need no check of their own.
+    proven: AtomicBool,
     retry: RetryPolicy,
     http: reqwest::Client,
 }
@@ -107,6 +110,7 @@ impl GiteaProvider {
             api: settings::api_root(&opts.base_url),
             git_origin: settings::git_origin(&opts.base_url),
             token: opts.token,
+            proven: AtomicBool::new(false),
             retry: opts.retry,
             http,
         })
@@ -177,10 +181,14 @@ impl GiteaProvider {
     ) -> Result<Answer, ProviderError> {
         let message = || api_error_message(&answer.body);
         match answer.status {
-            StatusCode::OK => Ok(answer),
+            StatusCode::OK => {
+                self.proven.store(true, Ordering::Relaxed);
+                Ok(answer)
+            }
             StatusCode::UNAUTHORIZED => Err(auth(format!(
-                "Gitea refused the token ({}): check --gitea-token-file or GITEA_TOKEN, and that \
-                 the token has not been deleted or expired",
+                "Gitea refused the token ({}): it was deleted, revoked or expired, or is not \
+                 this instance's; a Gitea token cannot be renewed, so make a new one and pass it \
+                 with --gitea-token-file or GITEA_TOKEN",
                 message()
             ))),
             StatusCode::FORBIDDEN => Err(auth(format!(
@@ -197,6 +205,19 @@ impl GiteaProvider {
                 url,
                 message(),
             )),
+        }
+    }
+
+    /// Whether Gitea still takes the token: 401 is an auth error; 403 (a token without the
+    /// `read:user` scope) still proves it is alive.
+    async fn check_token(&self) -> Result<(), ProviderError> {
+        let url = self.url(&["user"]);
+        let answer = self.get(&url).await?;
+        match answer.status {
+            StatusCode::FORBIDDEN => Ok(()),
+            _ => self
+                .checked(&url, "the token's user", false, answer)
+                .map(drop),
         }
     }
 
@@ -300,13 +321,18 @@ impl Provider for GiteaProvider {
         Ok(self.list_pages(owner, MAX_PAGES).await?.0)
     }
 
-    /// The same token for every repository. It cannot be renewed: `refresh` hands out the same
-    /// one, and the clone's second refusal reports the auth failure.
+    /// The same token for every repository: a Gitea token cannot be renewed. Before the first
+    /// use (when no API answer has proven it yet) and when `refresh` says git refused it, the
+    /// token is checked with `GET /user`: a deleted or revoked token is then an auth error that
+    /// says so, instead of a clone failing twice with the same credentials.
     async fn git_auth(
         &self,
         _repo: &RemoteRepo,
-        _refresh: bool,
+        refresh: bool,
     ) -> Result<Option<GitAuth>, ProviderError> {
+        if refresh || !self.proven.load(Ordering::Relaxed) {
+            self.check_token().await?;
+        }
         Ok(Some(GitAuth {
             username: GIT_USERNAME.to_string(),
             password: self.token.clone(),

@@ -1002,7 +1002,8 @@ fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn dir_kb(path: &Path) -> u64 {
+/// Bytes under `path`, in KiB (what GitHub's and Gitea's `size` report).
+pub fn dir_kb(path: &Path) -> u64 {
     fn bytes(path: &Path) -> u64 {
         std::fs::read_dir(path)
             .into_iter()
@@ -1018,7 +1019,7 @@ fn dir_kb(path: &Path) -> u64 {
     bytes(path) / 1024
 }
 
-fn random_hex(len: usize) -> String {
+pub fn random_hex(len: usize) -> String {
     use std::hash::{BuildHasher, RandomState};
     let state = RandomState::new();
     (0..len.div_ceil(16))

@@ -7,6 +7,7 @@ pub mod bitbucket;
 pub mod consistency;
 pub mod git;
 pub mod git_http;
+pub mod gitea;
 pub mod github;
 pub mod harness;
 pub mod plain_git;

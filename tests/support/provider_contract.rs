@@ -148,6 +148,34 @@ pub async fn a_token_expiring_mid_run_is_renewed(f: &dyn HostFixture) {
     );
 }
 
+/// For a host whose token cannot be renewed (Gitea: an access token lives until someone deletes
+/// it), the adaptation of [`a_token_expiring_mid_run_is_renewed`]: `expire_credentials` revokes
+/// it mid-run, and the provider then fails clearly (an auth error saying the token must be
+/// replaced, the secret never shown) for the listing and for git credentials alike, instead of
+/// retrying or handing out the dead token again.
+pub async fn a_token_revoked_mid_run_fails_clearly(f: &dyn HostFixture) {
+    f.add_repos("acme", &slugs(2));
+    let provider = f.provider();
+    let repos = provider.list_repos("acme").await.unwrap().repos;
+    let before = provider
+        .git_auth(&repos[0], false)
+        .await
+        .unwrap()
+        .expect("the provider hands out git credentials");
+    f.expire_credentials();
+    let err = provider.list_repos("acme").await.unwrap_err();
+    assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), exit::AUTH);
+    let err = provider.git_auth(&repos[1], true).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Auth { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), exit::AUTH);
+    let shown = format!("{err} {err:?} {provider:?}");
+    assert!(
+        !shown.contains(before.password.expose()),
+        "the secret leaked: {shown}"
+    );
+}
+
 /// A 429 with `Retry-After` is waited out and retried.
 pub async fn rate_limited_with_retry_after_is_retried(f: &dyn HostFixture) {
     rate_limited(f, Some(1)).await;
