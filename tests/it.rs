@@ -10,6 +10,7 @@ mod cli;
 mod emulator;
 mod encrypt;
 mod faults;
+mod gitea;
 mod github;
 mod incremental;
 mod infra;

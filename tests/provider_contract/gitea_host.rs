@@ -37,6 +37,11 @@ impl Gitea {
         }
     }
 
+    /// The bare repository every `add_repos` repository is served from.
+    pub fn source_repo(&self) -> PathBuf {
+        self.source.clone()
+    }
+
     pub fn with_token(&self, token: &str) -> GiteaProvider {
         let mut opts = GiteaOptions::new(self.emu.base_url().parse().unwrap(), Secret::new(token));
         opts.retry = RetryPolicy {
