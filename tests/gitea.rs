@@ -16,6 +16,7 @@ use crate::restore::assert_restored;
 use crate::support::git::{empty_repo, git, rich_repo, simple_repo};
 use crate::support::gitea::{Emulator, Fault, RepoOpts, Route};
 use crate::support::harness::{Run, TestEnv};
+use crate::support::readback::entry;
 
 fn slugs(repos: &[RemoteRepo]) -> Vec<String> {
     repos.iter().map(|r| r.slug.clone()).collect()
@@ -268,6 +269,10 @@ async fn backup_verifies_and_restores_ref_for_ref_with_no_token_shown() {
     let mut seen = printed(&run);
     let manifest = TestEnv::local_manifest(&dest, "acme", day);
     assert_eq!(manifest["provider"], "gitea", "{manifest:#}");
+    assert_eq!(entry(&manifest, "hollow")["status"], "empty");
+    for slug in ["rich", "api", "upstream"] {
+        assert_eq!(entry(&manifest, slug)["status"], "ok", "{slug}");
+    }
     let scratch = env.path().join("scratch");
     git(env.path(), &["init", "--quiet", scratch.to_str().unwrap()]);
     let all = sources.iter().map(|(s, p, b)| (*s, p.clone(), *b)).chain([(
