@@ -178,6 +178,25 @@ async fn mirrors_forks_and_archived_are_listed_and_empty_has_no_branch() {
 }
 
 /// A token without `read:organization` is an auth error that names the scopes to grant.
+/// A `Link` next page on another origin is not followed with the token: the listing fails as
+/// an unexpected answer and the other host never sees a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_link_to_another_origin_is_not_followed() {
+    let h = Gitea::new();
+    let elsewhere = Gitea::new();
+    for slug in names("r", 3) {
+        h.emu
+            .add_repo("acme", &slug, &h.source_repo(), RepoOpts::default());
+    }
+    h.emu.set_max_items(2);
+    let foreign = format!("{}/api/v1/orgs/acme/repos?page=2", elsewhere.emu.base_url());
+    h.emu.set_foreign_next("acme", &foreign);
+    let err = provider(&h).list_repos("acme").await.unwrap_err();
+    assert!(matches!(err, ProviderError::Decode { .. }), "{err:?}");
+    assert!(err.to_string().contains("not following it"), "{err}");
+    assert_eq!(elsewhere.emu.stats().api_requests, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_without_the_scopes_is_an_auth_error_naming_them() {
     let h = Gitea::new();
@@ -362,7 +381,25 @@ async fn login_checks_the_token_and_the_owner_and_stores_it() {
     run.expect_code(0);
     assert!(run.stdout.contains("api"), "{}", run.stdout);
 
+    // A config file alone: `[gitea]` names the instance and a token file relative to it, and
+    // the source names the provider.
+    let cfg = env.path().join("offsite.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gitea]\nurl = \"{}\"\ntoken_file = \"gitea-token\"\n\n[[source]]\nprovider = \"gitea\"\nowner = \"acme\"\n",
+            h.emu.base_url()
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(&stored).unwrap();
+    env.remove_env("GITEA_URL");
+    let run = env.run(&["--config", cfg.to_str().unwrap(), "list"]).await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("api"), "{}", run.stdout);
+
     // An unknown owner is a usage error; a refused token an auth error; neither shows it.
+    env.set_env("GITEA_URL", &h.emu.base_url());
     env.set_env("GITEA_TOKEN", &h.token);
     let run = env
         .run(&["login", "--provider", "gitea", "--owner", "ghost"])

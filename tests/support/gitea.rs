@@ -130,6 +130,8 @@ struct Inner {
     max_items: usize,
     /// Basic user names git requests carried, in order.
     git_users: Vec<String>,
+    /// Lower-cased owner → a `Link` next URL served on its first page instead of the real one.
+    foreign_next: HashMap<String, String>,
     seq: u64,
 }
 
@@ -270,6 +272,14 @@ impl Emulator {
             .entry(route)
             .or_default()
             .push_back(fault);
+    }
+
+    /// `owner`'s first page links `next` to `url` (another host, say).
+    pub fn set_foreign_next(&self, owner: &str, url: &str) {
+        self.shared
+            .lock()
+            .foreign_next
+            .insert(owner.to_ascii_lowercase(), url.into());
     }
 
     /// Revokes (deletes) every token issued so far.
@@ -593,15 +603,22 @@ fn list(s: &Shared, owner: &str, org: bool, query: String, headers: &HeaderMap) 
     };
     let mut links = Vec::new();
     if page < last {
-        links.push(format!("<{}>; rel=\"next\"", link(page + 1)));
+        let next = match (
+            page,
+            inner.foreign_next.get(&account.name.to_ascii_lowercase()),
+        ) {
+            (1, Some(foreign)) => foreign.clone(),
+            _ => link(page + 1),
+        };
+        links.push(format!("<{next}>; rel=\"next\""));
         links.push(format!("<{}>; rel=\"last\"", link(last)));
     }
     if page > 1 {
         links.push(format!("<{}>; rel=\"first\"", link(1)));
         links.push(format!("<{}>; rel=\"prev\"", link(page - 1)));
     }
-    drop(inner);
     let mut resp = json_response(StatusCode::OK, &Value::Array(values));
+    drop(inner);
     let h = resp.headers_mut();
     h.insert("x-total-count", HeaderValue::from(total));
     if !links.is_empty() {

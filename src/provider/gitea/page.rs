@@ -100,13 +100,16 @@ mod tests {
         let origin = Url::parse("https://git.example.com").unwrap();
         let body = br#"[
           {"name":"api","full_name":"acme/api","clone_url":"https://u:p@git.example.com/acme/api.git",
-           "default_branch":"trunk","empty":false,"size":3,"mirror":true,"private":true},
+           "default_branch":"trunk","empty":false,"size":3,"mirror":true,"fork":true,
+           "archived":true,"private":true},
           {"name":"new","full_name":"acme/new","clone_url":"https://git.example.com/acme/new.git",
            "default_branch":"main","empty":true,"size":0},
           {"name":"far","full_name":"acme/far","clone_url":"https://evil.example/acme/far.git"}
         ]"#;
         let mut raws = parse_page(body).unwrap().into_iter();
-        let api = raws.next().unwrap().into_remote("acme", &origin).unwrap();
+        let raw = raws.next().unwrap();
+        assert!(raw.mirror && raw.fork && raw.archived);
+        let api = raw.into_remote("acme", &origin).unwrap();
         assert_eq!(api.size, Some(3 * 1024));
         assert_eq!(api.default_branch.as_deref(), Some("trunk"));
         assert_eq!(

@@ -40,6 +40,12 @@ mod tests {
             next_link(r#"<https://x/>; REL=next"#).as_deref(),
             Some("https://x/")
         );
+        // Gitea's paginator joins the links with `,` and no space.
+        let h = r#"<https://git.example/api/v1/orgs/acme/repos?limit=50&page=2>; rel="next",<https://git.example/api/v1/orgs/acme/repos?limit=50&page=3>; rel="last""#;
+        assert_eq!(
+            next_link(h).as_deref(),
+            Some("https://git.example/api/v1/orgs/acme/repos?limit=50&page=2")
+        );
         assert_eq!(next_link("garbage"), None);
         assert_eq!(next_link(""), None);
     }
