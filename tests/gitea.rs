@@ -384,17 +384,28 @@ async fn login_checks_the_token_and_the_owner_and_stores_it() {
     // A config file alone: `[gitea]` names the instance and a token file relative to it, and
     // the source names the provider.
     let cfg = env.path().join("offsite.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[gitea]\nurl = \"{}\"\ntoken_file = \"gitea-token\"\n\n[[source]]\nprovider = \"gitea\"\nowner = \"acme\"\n",
+    let write_cfg = |table: &str, source: &str| {
+        let text = format!(
+            "[gitea]\nurl = \"{}\"\n{table}\n[[source]]\nprovider = \"gitea\"\nowner = \"acme\"\n{source}",
             h.emu.base_url()
-        ),
-    )
-    .unwrap();
+        );
+        std::fs::write(&cfg, text).unwrap();
+    };
+    write_cfg("token_file = \"gitea-token\"\n", "");
     std::fs::remove_file(&stored).unwrap();
     env.remove_env("GITEA_URL");
-    let run = env.run(&["--config", cfg.to_str().unwrap(), "list"]).await;
+    let list_cfg = ["--config", cfg.to_str().unwrap(), "list"];
+    let run = env.run(&list_cfg).await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("api"), "{}", run.stdout);
+    // A source's own token reference replaces the table's (a missing file here), never
+    // pieced together with it.
+    write_cfg(
+        "token_file = \"no-such-file\"\n",
+        "token_env = \"ACME_GITEA_TOKEN\"\n",
+    );
+    env.set_env("ACME_GITEA_TOKEN", &h.token);
+    let run = env.run(&list_cfg).await;
     run.expect_code(0);
     assert!(run.stdout.contains("api"), "{}", run.stdout);
 

@@ -226,7 +226,8 @@ impl FileConfig {
     }
 }
 
-fn relative_to(base: Option<&Path>, p: &Path) -> PathBuf {
+/// `p` as written in the config file: a relative path is relative to the file's directory `base`.
+pub fn relative_to(base: Option<&Path>, p: &Path) -> PathBuf {
     match base {
         Some(b) if p.is_relative() => b.join(p),
         _ => p.to_path_buf(),

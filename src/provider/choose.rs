@@ -11,6 +11,7 @@ use url::Url;
 
 use super::Provider;
 use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
+use super::gitea::settings::GiteaSection;
 use super::gitea::{self, GiteaArgs, GiteaEndpoints};
 use super::github::settings::GithubSection;
 use super::github::{self, GithubArgs, GithubEndpoints};
@@ -152,6 +153,9 @@ pub fn file_for_source(
         }
         ProviderKind::Github => {
             seen.github = overlay(table, settings, GithubSection::CREDENTIAL_GROUPS)?;
+        }
+        ProviderKind::Gitea => {
+            seen.gitea = overlay(table, settings, GiteaSection::CREDENTIAL_GROUPS)?;
         }
         ProviderKind::Urls => {
             let key = settings.keys().next().cloned().unwrap_or_default();

@@ -26,17 +26,16 @@
 //!   realm="Gitea"` otherwise.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use self::wire::router;
 use super::git_http::{GitHttp, head_branch};
 use super::github::{dir_kb, random_hex};
+use super::server;
 
 mod wire;
 
@@ -97,8 +96,8 @@ pub struct Stats {
 
 pub struct Emulator {
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropped after the fields above, so the server stops before the root is deleted.
+    _server: server::Server,
     _root: tempfile::TempDir,
 }
 
@@ -161,13 +160,9 @@ impl Emulator {
             .prefix("gitea-emulator-")
             .tempdir()
             .expect("emulator root");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let port = listener.local_addr().expect("local addr").port();
+        let bound = server::Bound::new();
         let shared = Arc::new(Shared {
-            base: format!("http://127.0.0.1:{port}"),
+            base: bound.base(),
             git: GitHttp::new(root.path(), "gitea-emulator"),
             inner: Mutex::new(Inner {
                 max_items: MAX_RESPONSE_ITEMS,
@@ -175,31 +170,10 @@ impl Emulator {
             }),
             counters: Counters::default(),
         });
-        let app = router(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("gitea-emulator".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("emulator runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        res = axum::serve(listener, app).into_future() => res.expect("emulator server"),
-                        _ = rx => {}
-                    }
-                });
-                rt.shutdown_timeout(Duration::from_secs(5));
-            })
-            .expect("spawn emulator thread");
+        let server = bound.serve("gitea-emulator", router(shared.clone()));
         Emulator {
             shared,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: server,
             _root: root,
         }
     }
@@ -303,17 +277,6 @@ impl Emulator {
             query_tokens: get(&c.query_tokens),
             token_scheme: get(&c.token_scheme),
             git_requests: self.shared.git.stats().requests,
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

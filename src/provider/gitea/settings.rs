@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::GiteaProvider;
 use super::args::GiteaArgs;
+use crate::config::file::relative_to;
 use crate::config::url::{self, UrlSource};
 use crate::config::{ConfigError, FileConfig};
 use crate::provider::ProviderError;
@@ -27,13 +28,12 @@ pub struct GiteaSection {
 }
 
 impl GiteaSection {
+    /// A source naming its own token (file or variable) takes neither of the table's.
+    pub const CREDENTIAL_GROUPS: &[&[&str]] = &[&["token_file", "token_env"]];
+
     fn resolved(&self, base: Option<&Path>) -> Self {
-        let token_file = self.token_file.as_deref().map(|p| match base {
-            Some(b) if p.is_relative() => b.join(p),
-            _ => p.to_path_buf(),
-        });
         Self {
-            token_file,
+            token_file: (self.token_file.as_deref()).map(|p| relative_to(base, p)),
             ..self.clone()
         }
     }
