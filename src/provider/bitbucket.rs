@@ -62,6 +62,7 @@ use self::token::{CachedToken, OAuthClient, Renew, oauth_client};
 pub use super::http::RetryPolicy;
 use super::http::pace::Pacer;
 use super::http::{Transient, Try, parse_retry_after, retrying};
+use super::pages::Pages;
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
 use crate::http::{self, BodyError};
 use crate::secret::Secret;
@@ -75,8 +76,7 @@ pub const DEFAULT_GIT_URL: &str = "https://bitbucket.org";
 const LISTING_ATTEMPTS: usize = 3;
 /// Bitbucket's maximum page length: fewest requests against the 1,000/h API budget.
 const PAGELEN: u32 = 100;
-/// 100,000 repositories. Far beyond any real workspace; stops a server that never ends.
-pub const MAX_PAGES: usize = 1_000;
+pub use super::pages::MAX_PAGES;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -242,45 +242,23 @@ impl BitbucketProvider {
     /// One pass over every page: the listing, and whether every page reported the same `size`.
     async fn list_once(&self, owner: &str) -> Result<(Listing, bool), ProviderError> {
         let mut url = self.repos_url(owner);
-        let mut visited = HashSet::new();
+        let mut visited = Pages::new(&self.api_url);
         let mut listing = Listing::default();
         let mut sizes = HashSet::new();
         loop {
-            if !visited.insert(url.to_string()) {
-                return Err(ProviderError::PaginationLoop {
-                    url: url.to_string(),
-                });
-            }
-            if visited.len() > MAX_PAGES {
-                return Err(ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "more than {MAX_PAGES} pages of repositories; refusing to go on"
-                    ),
-                });
-            }
-            let page = self.get_page(&url, owner, visited.len() == 1).await?;
+            visited.visit(&url)?;
+            let page = self.get_page(&url, owner, visited.count() == 1).await?;
             sizes.insert(page.size);
             listing.repos.extend(page.listing.repos);
             listing.rejected.extend(page.listing.rejected);
             let Some(next) = page.next else { break };
-            url = Url::parse(&next)
-                .ok()
-                .filter(|n| n.origin() == self.api_url.origin())
-                .ok_or_else(|| ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "`next` link {:?} is not a URL on {}",
-                        crate::text::escape(&next),
-                        self.api_url.origin().ascii_serialization()
-                    ),
-                })?;
+            url = visited.next(&next, &url, "`next` link")?;
         }
         debug!(
             owner,
             count = listing.repos.len(),
             rejected = listing.rejected.len(),
-            pages = visited.len(),
+            pages = visited.count(),
             "listed Bitbucket repositories"
         );
         Ok((listing, sizes.len() <= 1))

@@ -28,7 +28,6 @@ pub mod creds;
 mod page;
 pub mod settings;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -42,8 +41,8 @@ use url::Url;
 pub use self::args::GiteaArgs;
 use self::page::{api_error_message, parse_page};
 pub use self::settings::{GiteaEndpoints, GiteaOptions, build};
-use super::http::link::next_link;
 use super::http::{RetryPolicy, Transient, Try, parse_retry_after, retrying};
+use super::pages::{MAX_PAGES, Pages, next_link};
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
 use crate::http::{self, BodyError};
 use crate::secret::Secret;
@@ -54,8 +53,8 @@ const OWNER_KIND: &str = "organisation or user";
 /// The `limit` asked for: Gitea's default `MAX_RESPONSE_ITEMS`. An instance configured lower
 /// clamps it silently, which the listing loop does not mind.
 pub const LIMIT: u32 = 50;
-/// 50,000 repositories at the default page size; stops a server that never ends.
-pub const MAX_PAGES: usize = 1_000;
+/// How [`Pages::next`] names where a next page came from.
+const LINK_NEXT: &str = "the `Link` header's next page";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The user name sent with the token for git over HTTPS (see the module doc).
@@ -246,7 +245,8 @@ impl GiteaProvider {
         pages: usize,
     ) -> Result<(Listing, bool), ProviderError> {
         let (mut url, mut answer) = self.first_page(owner).await?;
-        let mut visited = HashSet::from([url.to_string()]);
+        let mut visited = Pages::new(&self.api);
+        visited.visit(&url)?;
         let mut listing = Listing::default();
         let (mut mirrors, mut forks, mut archived) = (0, 0, 0);
         loop {
@@ -266,34 +266,11 @@ impl GiteaProvider {
             let Some(next) = answer.next.take() else {
                 break;
             };
-            if visited.len() >= pages {
+            if visited.count() >= pages {
                 return Ok((listing, true));
             }
-            url = Url::parse(&next)
-                .ok()
-                .filter(|n| n.origin() == self.api.origin())
-                .ok_or_else(|| ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "the `Link` header's next page {:?} is not a URL on {}; not following it \
-                         with the token",
-                        crate::text::escape(&next),
-                        self.api.origin().ascii_serialization()
-                    ),
-                })?;
-            if !visited.insert(url.to_string()) {
-                return Err(ProviderError::PaginationLoop {
-                    url: url.to_string(),
-                });
-            }
-            if visited.len() > MAX_PAGES {
-                return Err(ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "more than {MAX_PAGES} pages of repositories; refusing to go on"
-                    ),
-                });
-            }
+            url = visited.next(&next, &url, LINK_NEXT)?;
+            visited.visit(&url)?;
             answer = self.get(&url).await?;
             answer = self.checked(&url, owner, false, answer)?;
         }
@@ -304,7 +281,7 @@ impl GiteaProvider {
             mirrors,
             forks,
             archived,
-            pages = visited.len(),
+            pages = visited.count(),
             "listed Gitea repositories"
         );
         Ok((listing, false))

@@ -32,7 +32,7 @@ mod request;
 pub mod settings;
 mod token;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -50,6 +50,7 @@ pub use self::token::{AppClaims, AppKey, JWT_BACKDATE, JWT_LIFETIME};
 use self::token::{CachedToken, Installation};
 use super::http::RetryPolicy;
 use super::http::pace::Pacer;
+use super::pages::Pages;
 use super::renew::Renew;
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
 use crate::secret::Secret;
@@ -60,8 +61,7 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_GIT_URL: &str = "https://github.com";
 /// GitHub's maximum `per_page`: fewest requests against the hourly budget.
 const PER_PAGE: u32 = 100;
-/// 100,000 repositories. Far beyond any real organisation; stops a server that never ends.
-pub const MAX_PAGES: usize = 1_000;
+pub use super::pages::MAX_PAGES;
 /// The REST API version these requests are written against (docs.github.com, API versions).
 const API_VERSION: &str = "2022-11-28";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -301,25 +301,13 @@ impl GithubProvider {
         pages: usize,
     ) -> Result<(Listing, bool), ProviderError> {
         let mut url = plan.url.clone();
-        let mut visited = HashSet::new();
+        let mut visited = Pages::new(&self.api_url);
         let mut listing = Listing::default();
         let (mut forks, mut archived) = (0, 0);
         let more = loop {
-            if !visited.insert(url.to_string()) {
-                return Err(ProviderError::PaginationLoop {
-                    url: url.to_string(),
-                });
-            }
-            if visited.len() > MAX_PAGES {
-                return Err(ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "more than {MAX_PAGES} pages of repositories; refusing to go on"
-                    ),
-                });
-            }
+            visited.visit(&url)?;
             let answer = self
-                .with_token(&url, owner, visited.len() == 1, plan.installation)
+                .with_token(&url, owner, visited.count() == 1, plan.installation)
                 .await?;
             let raws = parse_page(&answer.body, plan.installation_listing).map_err(|message| {
                 ProviderError::Decode {
@@ -344,21 +332,10 @@ impl GithubProvider {
             let Some(next) = answer.next else {
                 break false;
             };
-            if visited.len() >= pages {
+            if visited.count() >= pages {
                 break true;
             }
-            url = Url::parse(&next)
-                .ok()
-                .filter(|n| n.origin() == self.api_url.origin())
-                .ok_or_else(|| ProviderError::Decode {
-                    url: url.to_string(),
-                    message: format!(
-                        "the `Link` header's next page {:?} is not a URL on {}; not following it \
-                         with the token",
-                        crate::text::escape(&next),
-                        self.api_url.origin().ascii_serialization()
-                    ),
-                })?;
+            url = visited.next(&next, &url, "the `Link` header's next page")?;
         };
         debug!(
             owner,
@@ -366,7 +343,7 @@ impl GithubProvider {
             rejected = listing.rejected.len(),
             forks_left_out = forks,
             archived_left_out = archived,
-            pages = visited.len(),
+            pages = visited.count(),
             "listed GitHub repositories"
         );
         Ok((listing, more))

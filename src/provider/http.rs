@@ -8,7 +8,6 @@
 //! [`ProviderError::RateLimited`] and choose the final error, which `backon`'s combinators would
 //! only make more roundabout.
 
-pub mod link;
 pub mod pace;
 
 use std::time::Duration;

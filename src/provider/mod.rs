@@ -11,6 +11,7 @@ pub mod choose;
 pub mod gitea;
 pub mod github;
 pub mod http;
+pub mod pages;
 pub mod renew;
 pub mod urls;
 

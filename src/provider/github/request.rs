@@ -12,8 +12,8 @@ use super::page::api_error_message;
 use super::{API_VERSION, GithubProvider, PROVIDER};
 use crate::http::{self, BodyError};
 use crate::provider::ProviderError;
-use crate::provider::http::link::next_link;
 use crate::provider::http::{Transient, Try, parse_retry_after, retrying};
+use crate::provider::pages::next_link;
 use crate::secret::Secret;
 
 /// One answer: status, the `Link` header's next page, the body (capped).
