@@ -61,10 +61,9 @@ pub use self::settings::{BitbucketEndpoints, BitbucketOptions, build, expected_g
 use self::token::{CachedToken, OAuthClient, Renew, oauth_client};
 pub use super::http::RetryPolicy;
 use super::http::pace::Pacer;
-use super::http::{Transient, Try, parse_retry_after, retrying};
+use super::http::{Transient, Try, parse_retry_after, read_body, retrying};
 use super::pages::Pages;
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
-use crate::http::{self, BodyError};
 use crate::secret::Secret;
 
 const PROVIDER: &str = "bitbucket";
@@ -287,20 +286,10 @@ impl BitbucketProvider {
             let retry_after = parse_retry_after(resp.headers());
             return Ok(Try::Again { why, retry_after });
         }
-        // A page is parsed, so a cut one is refused; an error body is only quoted.
-        let body = if status.is_success() {
-            http::read_capped(resp, http::PAGE_CAP).await
-        } else {
-            http::read_prefix(resp, http::ERROR_CAP).await
-        };
-        match body {
-            Ok(body) => Ok(Try::Done((status, body.to_vec()))),
-            Err(BodyError::Transport(message)) => Ok(Try::again(Transient::Transport(message))),
-            Err(e) => Err(ProviderError::Decode {
-                url: url.to_string(),
-                message: e.to_string(),
-            }),
-        }
+        Ok(match read_body(resp, url).await? {
+            Try::Done(body) => Try::Done((status, body)),
+            Try::Again { why, retry_after } => Try::Again { why, retry_after },
+        })
     }
 }
 

@@ -41,10 +41,9 @@ use url::Url;
 pub use self::args::GiteaArgs;
 use self::page::{api_error_message, parse_page};
 pub use self::settings::{GiteaEndpoints, GiteaOptions, build};
-use super::http::{RetryPolicy, Transient, Try, parse_retry_after, retrying};
+use super::http::{RetryPolicy, Transient, Try, parse_retry_after, read_body, retrying};
 use super::pages::{MAX_PAGES, Pages, next_link};
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
-use crate::http::{self, BodyError};
 use crate::secret::Secret;
 
 const PROVIDER: &str = "gitea";
@@ -150,23 +149,10 @@ impl GiteaProvider {
         let next = (resp.headers().get(LINK))
             .and_then(|v| v.to_str().ok())
             .and_then(next_link);
-        let body = if status.is_success() {
-            http::read_capped(resp, http::PAGE_CAP).await
-        } else {
-            http::read_prefix(resp, http::ERROR_CAP).await
-        };
-        match body {
-            Ok(body) => Ok(Try::Done(Answer {
-                status,
-                next,
-                body: body.to_vec(),
-            })),
-            Err(BodyError::Transport(message)) => Ok(Try::again(Transient::Transport(message))),
-            Err(e) => Err(ProviderError::Decode {
-                url: url.to_string(),
-                message: e.to_string(),
-            }),
-        }
+        Ok(match read_body(resp, url).await? {
+            Try::Done(body) => Try::Done(Answer { status, next, body }),
+            Try::Again { why, retry_after } => Try::Again { why, retry_after },
+        })
     }
 
     /// 200 is the answer; 401/403 an auth error; anything else as

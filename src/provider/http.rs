@@ -19,6 +19,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tracing::warn;
 use url::Url;
 
+use crate::http::{BodyError, ERROR_CAP, PAGE_CAP, read_capped, read_prefix};
 use crate::provider::ProviderError;
 
 /// A `Retry-After` longer than this ends the retries at once: failing with a clear rate-limit
@@ -46,6 +47,39 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_secs(2),
             max_delay: Duration::from_secs(120),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The API's policy from `--retries` and `--retry-delay` (`retry`): a few more attempts
+    /// than a clone gets, since waiting out a 429 costs nothing, with the delay capped at 30
+    /// times the first.
+    pub fn for_api(retry: (u32, Duration)) -> Self {
+        let (retries, delay) = retry;
+        Self {
+            max_attempts: retries + 4,
+            base_delay: delay,
+            max_delay: delay.saturating_mul(30),
+        }
+    }
+}
+
+/// The body of an API answer that is not to be retried by status: a success in full up to
+/// [`crate::http::PAGE_CAP`] (it is parsed, so a cut one is refused), an error's first
+/// [`crate::http::ERROR_CAP`] bytes (only quoted). A connection lost mid-body is tried again.
+pub async fn read_body(resp: reqwest::Response, url: &Url) -> Result<Try<Vec<u8>>, ProviderError> {
+    let body = if resp.status().is_success() {
+        read_capped(resp, PAGE_CAP).await
+    } else {
+        read_prefix(resp, ERROR_CAP).await
+    };
+    match body {
+        Ok(body) => Ok(Try::Done(body.to_vec())),
+        Err(BodyError::Transport(message)) => Ok(Try::again(Transient::Transport(message))),
+        Err(e) => Err(ProviderError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        }),
     }
 }
 

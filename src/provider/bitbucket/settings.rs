@@ -110,17 +110,11 @@ pub fn build(
     retry: (u32, Duration),
     credential: BitbucketCredential,
 ) -> Result<BitbucketProvider, ProviderError> {
-    let (retries, delay) = retry;
     BitbucketProvider::new(BitbucketOptions {
         api_url: endpoints.api_url.clone(),
         token_url: endpoints.token_url.clone(),
         git_url: endpoints.git_url.clone(),
-        // The API gets a few more attempts than a clone: waiting out a 429 costs nothing.
-        retry: RetryPolicy {
-            max_attempts: retries + 4,
-            base_delay: delay,
-            max_delay: delay.saturating_mul(30),
-        },
+        retry: RetryPolicy::for_api(retry),
         ..BitbucketOptions::with(credential)
     })
 }

@@ -114,16 +114,10 @@ pub fn build(
     retry: (u32, Duration),
     token: Secret,
 ) -> Result<GiteaProvider, ProviderError> {
-    let (retries, delay) = retry;
     GiteaProvider::new(GiteaOptions {
         base_url: endpoints.base_url.clone(),
         token,
-        // As GitHub: the API gets a few more attempts than a clone.
-        retry: RetryPolicy {
-            max_attempts: retries + 4,
-            base_delay: delay,
-            max_delay: delay.saturating_mul(30),
-        },
+        retry: RetryPolicy::for_api(retry),
         user_agent: crate::TOOL.to_string(),
     })
 }

@@ -10,9 +10,8 @@ use url::Url;
 
 use super::page::api_error_message;
 use super::{API_VERSION, GithubProvider, PROVIDER};
-use crate::http::{self, BodyError};
 use crate::provider::ProviderError;
-use crate::provider::http::{Transient, Try, parse_retry_after, retrying};
+use crate::provider::http::{Transient, Try, parse_retry_after, read_body, retrying};
 use crate::provider::pages::next_link;
 use crate::secret::Secret;
 
@@ -71,22 +70,9 @@ impl GithubProvider {
             let retry_after = parse_retry_after(&headers);
             return Ok(Try::Again { why, retry_after });
         }
-        let body = if status.is_success() {
-            http::read_capped(resp, http::PAGE_CAP).await
-        } else {
-            http::read_prefix(resp, http::ERROR_CAP).await
-        };
-        let body = match body {
-            Ok(body) => body.to_vec(),
-            Err(BodyError::Transport(message)) => {
-                return Ok(Try::again(Transient::Transport(message)));
-            }
-            Err(e) => {
-                return Err(ProviderError::Decode {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                });
-            }
+        let body = match read_body(resp, url).await? {
+            Try::Done(body) => body,
+            Try::Again { why, retry_after } => return Ok(Try::Again { why, retry_after }),
         };
         // A secondary limit may come without either header (GitHub: "otherwise, wait at
         // least one minute"); its message says so.

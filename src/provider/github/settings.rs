@@ -139,7 +139,6 @@ pub fn build(
     retry: (u32, Duration),
     creds: GithubCredentials,
 ) -> Result<GithubProvider, ProviderError> {
-    let (retries, delay) = retry;
     let (credential, installation_id) = creds.into_credential();
     GithubProvider::new(GithubOptions {
         api_url: endpoints.api_url.clone(),
@@ -148,12 +147,7 @@ pub fn build(
         installation_id,
         exclude_forks: endpoints.exclude_forks,
         exclude_archived: endpoints.exclude_archived,
-        // The API gets a few more attempts than a clone: waiting out a limit costs nothing.
-        retry: RetryPolicy {
-            max_attempts: retries + 4,
-            base_delay: delay,
-            max_delay: delay.saturating_mul(30),
-        },
+        retry: RetryPolicy::for_api(retry),
         user_agent: crate::TOOL.to_string(),
     })
 }
