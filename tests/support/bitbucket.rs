@@ -34,6 +34,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::emulated::merge;
 use super::git_http::{self, GitHttp, GitRequest, basic_auth, bump, head_branch};
 use super::server;
 
@@ -1087,18 +1088,6 @@ fn repo_json(base: &str, ws: &Workspace, r: &Repo, username: &str) -> Value {
         merge(&mut listed, patch);
     }
     listed
-}
-
-/// `patch` over `base`: objects key by key, anything else replaced.
-fn merge(base: &mut Value, patch: &Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p.clone(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

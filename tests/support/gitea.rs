@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 
 use self::wire::router;
+use super::emulated::{dir_kb, random_hex};
 use super::git_http::{GitHttp, head_branch};
-use super::github::{dir_kb, random_hex};
 use super::server;
 
 mod wire;

@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
+use super::emulated::{dir_kb, merge, random_hex};
 use super::git_http::{self, GitHttp, GitRequest, bump, head_branch};
 use super::server;
 
@@ -941,17 +942,6 @@ fn repo_json(base: &str, account: &Account, r: &Repo) -> Value {
     v
 }
 
-fn merge(base: &mut Value, patch: &Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p.clone(),
-    }
-}
-
 /// Git: Basic `x-access-token:<token>` with a live token of an installation on the owner (or
 /// a personal token), read-only.
 async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
@@ -1000,30 +990,4 @@ async fn serve_git(s: Arc<Shared>, req: GitRequest) -> Response {
 
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
-}
-
-/// Bytes under `path`, in KiB (what GitHub's and Gitea's `size` report).
-pub fn dir_kb(path: &Path) -> u64 {
-    fn bytes(path: &Path) -> u64 {
-        std::fs::read_dir(path)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => bytes(&e.path()),
-                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-                _ => 0,
-            })
-            .sum()
-    }
-    bytes(path) / 1024
-}
-
-pub fn random_hex(len: usize) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let state = RandomState::new();
-    (0..len.div_ceil(16))
-        .map(|i| format!("{:016x}", state.hash_one(i)))
-        .collect::<String>()[..len]
-        .to_string()
 }

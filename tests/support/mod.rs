@@ -5,6 +5,7 @@
 
 pub mod bitbucket;
 pub mod consistency;
+pub mod emulated;
 pub mod git;
 pub mod git_http;
 pub mod gitea;

@@ -13,6 +13,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::{Account, DEFAULT_PAGING_NUM, Fault, Repo, Route, Shared};
+use crate::support::emulated::merge;
 use crate::support::git_http::{self, GitRequest, basic_auth, bump};
 
 /// Who is calling the API: `None` is anonymous.
@@ -324,17 +325,6 @@ fn repo_json(base: &str, account: &Account, r: &Repo) -> Value {
         merge(&mut v, patch);
     }
     v
-}
-
-fn merge(base: &mut Value, patch: &Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p.clone(),
-    }
 }
 
 /// Git: Basic with a live token as the password (any user name), or the token as the user name
