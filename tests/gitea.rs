@@ -209,6 +209,15 @@ async fn a_token_without_the_scopes_is_an_auth_error_naming_them() {
     let shown = err.to_string();
     assert!(shown.contains("read:organization"), "{shown}");
     assert!(!shown.contains(&narrow), "{shown}");
+    // Without `read:user` the listing works, and git credentials are still handed out when
+    // git refused them: `GET /user`'s 403 proves the token alive.
+    let no_user = h
+        .emu
+        .add_token("backup-bot", &["read:repository", "read:organization"]);
+    let provider = h.with_token(&no_user);
+    let repo = provider.list_repos("acme").await.unwrap().repos.remove(0);
+    let auth = provider.git_auth(&repo, true).await.unwrap().unwrap();
+    assert_eq!(auth.password.expose(), no_user);
 }
 
 /// The binary's environment for the emulator (`GITEA_URL`), and a file holding `token`.

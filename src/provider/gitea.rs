@@ -177,8 +177,8 @@ impl GiteaProvider {
                 message()
             ))),
             StatusCode::FORBIDDEN => Err(auth(format!(
-                "Gitea denied access to `{owner}` ({}): the token needs the read:repository and \
-                 read:organization scopes",
+                "Gitea denied access to `{owner}` ({}): the token needs the read:repository, \
+                 read:organization and read:user scopes",
                 message()
             ))),
             s => Err(ProviderError::listing_status(
