@@ -7,7 +7,9 @@
 //!   an anonymous caller, who sees public repositories only. An unknown or revoked token is 401
 //!   `{"message":"token is required","url":…}` (the API's `reqToken`); a token without the
 //!   route's scope category is 403 `token does not have at least one of required scope(s):
-//!   [read:organization]` (Gitea ≥ 1.19 scoped tokens). `?token=` / `?access_token=` (deprecated,
+//!   [read:organization]` (Gitea ≥ 1.19 scoped tokens; `routers/api/v1/api.go`: `/user` and
+//!   `/users/{u}/repos` need the user category, the latter and `/orgs/{org}/repos` the
+//!   repository one, `/orgs/…` the organization one). `?token=` / `?access_token=` (deprecated,
 //!   ignored where `DISABLE_QUERY_AUTH_TOKEN` is set) is refused here with 401 and counted: the
 //!   tool must never put a token in a URL.
 //! - **Listing** (`routers/api/v1/user/repo.go`, `routers/api/v1/utils/page.go`): `/orgs/{org}/repos`
