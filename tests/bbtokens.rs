@@ -315,3 +315,40 @@ async fn the_emulator_sends_rate_limit_headers_to_access_tokens_only() {
     assert_eq!(resp.text().await.unwrap(), RATE_LIMIT_BODY);
     assert_eq!(emu.stats().rate_limited, 1);
 }
+
+/// Access tokens are per workspace, so each `[[source]]` names its own (a file, a variable);
+/// the `[bitbucket]` table's consumer is not mixed in beside them (it would be a second kind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_source_carries_its_own_workspace_access_token() {
+    const LABS: &str = "ATCTT3xFfGN0-labs-token-value";
+    let (mut env, _) = env().await;
+    env.simple_repo("labs", "lab", "main");
+    env.emu
+        .add_access_token(ACCESS, TokenScope::Workspace(WS.into()));
+    env.emu
+        .add_access_token(LABS, TokenScope::Workspace("labs".into()));
+    token_file(&env, "acme.token", ACCESS);
+    token_file(&env, "consumer.secret", "a-consumer-secret");
+    env.set_env("LABS_TOKEN", LABS);
+    let config = env.path().join("git-offsite.toml");
+    std::fs::write(
+        &config,
+        "[bitbucket]\nconsumer_key = \"K\"\nconsumer_secret_file = \"consumer.secret\"\n\n\
+         [[source]]\nowner = \"acme\"\naccess_token_file = \"acme.token\"\n\n\
+         [[source]]\nowner = \"labs\"\naccess_token_env = \"LABS_TOKEN\"\n",
+    )
+    .unwrap();
+    let run = env
+        .run(&["--config", config.to_str().unwrap(), "list"])
+        .await;
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("acme/one") && run.stdout.contains("labs/lab"),
+        "{}",
+        run.stdout
+    );
+    for t in [ACCESS, LABS] {
+        assert!(!run.stderr.contains(t) && !run.stdout.contains(t));
+    }
+    assert_eq!(env.emu.stats().token_requests, 0, "no consumer grant");
+}

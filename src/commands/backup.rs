@@ -238,7 +238,6 @@ impl SourceRun<'_> {
                     &source.provider,
                     self.provider_args,
                     &env,
-                    &source.credentials,
                     (cfg.retries, cfg.retry_delay),
                 )
             })?

@@ -15,13 +15,7 @@ pub(super) async fn run(args: ListArgs, file: &FileConfig) -> Result<(), Error> 
     let mut repos: Vec<RemoteRepo> = Vec::new();
     let mut rejected = Vec::new();
     for source in &sources {
-        let provider = choose::build(
-            &source.provider,
-            &args.provider,
-            &env,
-            &source.credentials,
-            retry,
-        )?;
+        let provider = choose::build(&source.provider, &args.provider, &env, retry)?;
         let listing = crate::provider::list_vetted(provider.as_ref(), &source.owner).await?;
         repos.extend((listing.repos.into_iter()).filter(|r| source.filter.matches(&r.slug)));
         rejected.extend((listing.rejected.into_iter()).filter(|r| source.filter.matches(&r.slug)));

@@ -13,7 +13,7 @@ pub(super) async fn run(args: LoginArgs, file: &FileConfig) -> Result<(), Error>
     }
     // The host: `--provider`, else the config file's source for `--owner`, else the default.
     let source = (args.owner.as_ref()).and_then(|o| file.sources.iter().find(|s| &s.owner == o));
-    let (cfg, refs) = config::host_of(&args.provider, file, source)?;
+    let cfg = config::host_of(&args.provider, file, source)?;
     let kind = cfg.kind();
     super::check_hosts(&cfg.dialed()).await?;
     // `login` asks even when a stored file exists: replacing it is what it is for. Flags, env
@@ -22,7 +22,6 @@ pub(super) async fn run(args: LoginArgs, file: &FileConfig) -> Result<(), Error>
         &cfg,
         &args.provider,
         &env,
-        &refs,
         config::retry_settings(&Default::default(), file)?,
     )?;
     eprintln!("Checking the {} credentials …", kind.name());

@@ -44,7 +44,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub retention: super::retention::RetentionSection,
     #[serde(default)]
-    pub bitbucket: BitbucketSection,
+    pub bitbucket: crate::provider::bitbucket::settings::BitbucketSection,
     #[serde(default)]
     pub github: crate::provider::github::settings::GithubSection,
     #[serde(default)]
@@ -79,44 +79,6 @@ pub struct S3Section {
     pub storage_class: Option<String>,
 }
 
-/// Where to find an OAuth consumer, without holding its secret.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialRefs {
-    /// The key itself (not a secret: it is sent in clear as the client id).
-    pub consumer_key: Option<String>,
-    /// Name of an environment variable holding the key.
-    pub consumer_key_env: Option<String>,
-    /// A file holding the secret (relative paths: from the config file's directory).
-    pub consumer_secret_file: Option<PathBuf>,
-    /// Name of an environment variable holding the secret.
-    pub consumer_secret_env: Option<String>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BitbucketSection {
-    pub api_url: Option<String>,
-    pub token_url: Option<String>,
-    pub git_url: Option<String>,
-    pub consumer_key: Option<String>,
-    pub consumer_key_env: Option<String>,
-    pub consumer_secret_file: Option<PathBuf>,
-    pub consumer_secret_env: Option<String>,
-    /// Only here to give a precise error; any value is refused.
-    pub consumer_secret: Option<toml::Spanned<toml::Value>>,
-}
-
-impl BitbucketSection {
-    /// The key and the secret are found separately (see
-    /// `provider::bitbucket::consumer::resolve_consumer`), so a source naming its own key still
-    /// takes the table's secret, and the other way round.
-    pub const CREDENTIAL_GROUPS: &[&[&str]] = &[
-        &["consumer_key", "consumer_key_env"],
-        &["consumer_secret_file", "consumer_secret_env"],
-    ];
-}
-
 /// One owner of a multi-owner run. Besides these keys it may set any key of its provider's
 /// own table (`[bitbucket]`, `[github]`, …) for this owner only: see [`overlay`].
 #[derive(Debug, Clone, Deserialize)]
@@ -135,20 +97,6 @@ pub struct SourceSection {
 
 fn default_provider() -> String {
     "bitbucket".into()
-}
-
-impl BitbucketSection {
-    pub fn credentials(&self, base: Option<&Path>) -> CredentialRefs {
-        CredentialRefs {
-            consumer_key: self.consumer_key.clone(),
-            consumer_key_env: self.consumer_key_env.clone(),
-            consumer_secret_file: self
-                .consumer_secret_file
-                .as_deref()
-                .map(|p| relative_to(base, p)),
-            consumer_secret_env: self.consumer_secret_env.clone(),
-        }
-    }
 }
 
 /// A provider's table (`table`, as written in the file) with one `[[source]]`'s `keys` laid

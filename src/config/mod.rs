@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 
 use crate::cli::{ReportArgs, RetryArgs, UnchangedMode};
 pub use destination::Destination;
-pub use file::{CredentialRefs, FileConfig, SourceSection};
+pub use file::{FileConfig, SourceSection};
 pub use read::{DateChoice, ReadConfig, RestoreConfig, VerifyConfig, VerifyLevel};
 pub use retention::{PruneConfig, RetentionSettings};
 pub use s3::{MIN_PART_SIZE, S3Settings, parse_size, write_options};

@@ -4,7 +4,7 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::file::{CredentialRefs, FileConfig, SourceSection};
+use super::file::{FileConfig, SourceSection};
 use super::{ConfigError, invalid};
 use crate::cli::FilterArgs;
 use crate::provider::{ProviderArgs, ProviderConfig, choose};
@@ -61,15 +61,14 @@ pub fn check_owner(owner: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// One owner to back up, with its host, its filters and where to find its credentials.
+/// One owner to back up, with its host (whose settings say where its credentials are) and its
+/// filters.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub owner: String,
     /// The host and its checked settings (`--provider`, else the `[[source]]`'s `provider`).
     pub provider: ProviderConfig,
     pub filter: RepoFilter,
-    /// Bitbucket's config-file credential references (the source's keys over `[bitbucket]`).
-    pub credentials: Vec<CredentialRefs>,
 }
 
 /// The host of one owner and its checked settings, with Bitbucket's credential references: the
@@ -79,7 +78,7 @@ pub fn host_of(
     providers: &ProviderArgs,
     file: &FileConfig,
     source: Option<&SourceSection>,
-) -> Result<(ProviderConfig, Vec<CredentialRefs>), ConfigError> {
+) -> Result<ProviderConfig, ConfigError> {
     let kind = choose::kind_of(providers.provider, source.map(|s| s.provider.as_str()))?;
     let seen = match source {
         Some(s) if choose::kind_of(None, Some(&s.provider))? == kind => {
@@ -92,8 +91,7 @@ pub fn host_of(
         }
         _ => file.clone(),
     };
-    let credentials = vec![seen.bitbucket.credentials(seen.base_dir())];
-    Ok((ProviderConfig::new(kind, providers, &seen)?, credentials))
+    ProviderConfig::new(kind, providers, &seen)
 }
 
 /// The owners of this run: `--owner` (with the flags' filters), else every `[[source]]`
@@ -114,12 +112,11 @@ pub fn sources(
             Some(s) if !flag_filters => RepoFilter::from_globs(&s.include, &s.exclude)?,
             _ => RepoFilter::new(filter)?,
         };
-        let (provider, credentials) = provider(from_file)?;
+        let provider = provider(from_file)?;
         return Ok(vec![Source {
             owner: owner.to_string(),
             provider,
             filter,
-            credentials,
         }]);
     }
     if file.sources.is_empty() {
@@ -139,7 +136,7 @@ pub fn sources(
                     s.owner
                 )));
             }
-            let (provider, credentials) = provider(Some(s))?;
+            let provider = provider(Some(s))?;
             Ok(Source {
                 owner: s.owner.clone(),
                 provider,
@@ -148,7 +145,6 @@ pub fn sources(
                 } else {
                     RepoFilter::from_globs(&s.include, &s.exclude)?
                 },
-                credentials,
             })
         })
         .collect()

@@ -36,7 +36,7 @@ pub mod credential;
 mod fixed;
 mod login;
 mod page;
-mod settings;
+pub mod settings;
 mod token;
 
 use std::collections::HashSet;

@@ -10,15 +10,16 @@ use clap::{Args, ValueEnum};
 use url::Url;
 
 use super::Provider;
+use super::bitbucket::settings::BitbucketSection;
 use super::bitbucket::{self, BitbucketArgs, BitbucketEndpoints};
 use super::gitea::settings::GiteaSection;
 use super::gitea::{self, GiteaArgs, GiteaEndpoints};
 use super::github::settings::GithubSection;
 use super::github::{self, GithubArgs, GithubEndpoints};
 use super::urls::{self, UrlsArgs, UrlsSettings};
-use crate::config::file::{BitbucketSection, overlay};
+use crate::config::file::overlay;
 use crate::config::url::UrlSource;
-use crate::config::{ConfigError, CredentialRefs, FileConfig};
+use crate::config::{ConfigError, FileConfig};
 use crate::error::Error;
 
 /// Which host to talk to, and every provider's own flags (each in its provider's module).
@@ -193,12 +194,15 @@ pub fn build(
     cfg: &ProviderConfig,
     args: &ProviderArgs,
     env: &dyn Fn(&str) -> Option<String>,
-    refs: &[CredentialRefs],
     retry: (u32, Duration),
 ) -> Result<Box<dyn Provider>, Error> {
     Ok(match cfg {
         ProviderConfig::Bitbucket(endpoints) => {
-            let creds = bitbucket::credential::for_run(&args.bitbucket, env, refs)?;
+            let creds = bitbucket::credential::for_run(
+                &args.bitbucket,
+                env,
+                std::slice::from_ref(&endpoints.refs),
+            )?;
             Box::new(bitbucket::build(endpoints, retry, creds)?)
         }
         ProviderConfig::Urls(settings) => Box::new(urls::build(settings)?),
@@ -227,12 +231,15 @@ pub fn for_login(
     cfg: &ProviderConfig,
     args: &ProviderArgs,
     env: &dyn Fn(&str) -> Option<String>,
-    refs: &[CredentialRefs],
     retry: (u32, Duration),
 ) -> Result<ForLogin, Error> {
     Ok(match cfg {
         ProviderConfig::Bitbucket(endpoints) => {
-            let creds = bitbucket::credential::for_login(&args.bitbucket, env, refs)?;
+            let creds = bitbucket::credential::for_login(
+                &args.bitbucket,
+                env,
+                std::slice::from_ref(&endpoints.refs),
+            )?;
             ForLogin {
                 section: bitbucket::consumer::SECTION,
                 table: bitbucket::credential::section(&creds),

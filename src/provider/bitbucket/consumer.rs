@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::args::BitbucketArgs;
-use crate::config::{ConfigError, CredentialRefs};
+use super::settings::CredentialRefs;
+use crate::config::ConfigError;
 use crate::credentials::{self, StoredFile, read_secret_file};
 use crate::secret::Secret;
 

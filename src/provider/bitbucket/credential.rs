@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::args::BitbucketArgs;
 use super::consumer::{self, ConsumerCredentials};
-use crate::config::{ConfigError, CredentialRefs};
+use super::settings::CredentialRefs;
+use crate::config::ConfigError;
 use crate::credentials::{self, StoredFile};
 use crate::secret::Secret;
 
@@ -56,21 +57,62 @@ struct TokenSection {
     api_token: Option<String>,
 }
 
-/// The token kinds found in flags and `env` (not the stored file); `Ok(None)`: none set.
+/// The token kinds found in flags, `env` and the config file's references `refs` (not the
+/// stored file), first found wins; `Ok(None)`: none set.
 fn explicit_token(
     args: &BitbucketArgs,
     env: &dyn Fn(&str) -> Option<String>,
+    refs: &[CredentialRefs],
 ) -> Result<Option<BitbucketCredential>, ConfigError> {
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    // The config file's `*_file`, else its `*_env` (a named variable that must be set).
+    let from_refs = |file: fn(&CredentialRefs) -> Option<&Path>,
+                     var: fn(&CredentialRefs) -> Option<&String>,
+                     what: &'static str,
+                     kind: &'static str|
+     -> Result<Option<Secret>, ConfigError> {
+        for r in refs {
+            if let Some(p) = file(r) {
+                return read(p, what, kind).map(Some);
+            }
+            if let Some(v) = var(r) {
+                return nonempty(env(v))
+                    .map(|t| Some(Secret::new(t.trim())))
+                    .ok_or_else(|| ConfigError::UnsetVariable {
+                        what,
+                        var: v.clone(),
+                    });
+            }
+        }
+        Ok(None)
+    };
     let access = match &args.access_token_file {
         Some(p) => Some(read(p, "--access-token-file", "access token")?),
-        None => nonempty(env(ACCESS_TOKEN_ENV)).map(|t| Secret::new(t.trim())),
+        None => match nonempty(env(ACCESS_TOKEN_ENV)) {
+            Some(t) => Some(Secret::new(t.trim())),
+            None => from_refs(
+                |r| r.access_token_file.as_deref(),
+                |r| r.access_token_env.as_ref(),
+                "the config file's access_token_file/access_token_env",
+                "access token",
+            )?,
+        },
     };
     let api = match &args.api_token_file {
         Some(p) => Some(read(p, "--api-token-file", "API token")?),
-        None => nonempty(env(API_TOKEN_ENV)).map(|t| Secret::new(t.trim())),
+        None => match nonempty(env(API_TOKEN_ENV)) {
+            Some(t) => Some(Secret::new(t.trim())),
+            None => from_refs(
+                |r| r.api_token_file.as_deref(),
+                |r| r.api_token_env.as_ref(),
+                "the config file's api_token_file/api_token_env",
+                "API token",
+            )?,
+        },
     };
-    let email = nonempty(args.email.clone()).or_else(|| nonempty(env(EMAIL_ENV)));
+    let email = nonempty(args.email.clone())
+        .or_else(|| nonempty(env(EMAIL_ENV)))
+        .or_else(|| refs.iter().find_map(|r| nonempty(r.email.clone())));
     match (access, api, email) {
         (Some(_), Some(_), _) => Err(ConfigError::Other(ONE_KIND.into())),
         (Some(_), None, Some(_)) => Err(ConfigError::Other(
@@ -140,7 +182,7 @@ fn explicit_only(
     env: &dyn Fn(&str) -> Option<String>,
     refs: &[CredentialRefs],
 ) -> Result<Option<BitbucketCredential>, ConfigError> {
-    let token = explicit_token(args, env)?;
+    let token = explicit_token(args, env, refs)?;
     if token.is_some() && consumer_set(args, env, refs)? {
         return Err(ConfigError::Other(ONE_KIND.into()));
     }

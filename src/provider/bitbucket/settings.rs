@@ -2,27 +2,123 @@
 //! `[bitbucket]` table (configurable for proxies and the test emulator), and the options a
 //! [`BitbucketProvider`] is built from.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ::url::Url;
+use serde::Deserialize;
 
 use super::args::BitbucketArgs;
 use super::consumer::ConsumerCredentials;
 use super::credential::BitbucketCredential;
 use super::{BitbucketProvider, DEFAULT_API_URL, DEFAULT_GIT_URL, DEFAULT_TOKEN_URL, RetryPolicy};
+use crate::config::file::relative_to;
 use crate::config::url::{self, UrlSource};
 use crate::config::{ConfigError, FileConfig};
 use crate::provider::ProviderError;
 use crate::provider::http::pace::ROLLING_WINDOW;
 use crate::secret::Secret;
 
-/// Bitbucket endpoints, each checked like every URL the tool dials.
+/// Where to find an OAuth consumer, without holding its secret.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRefs {
+    /// The key itself (not a secret: it is sent in clear as the client id).
+    pub consumer_key: Option<String>,
+    /// Name of an environment variable holding the key.
+    pub consumer_key_env: Option<String>,
+    /// A file holding the secret (relative paths: from the config file's directory).
+    pub consumer_secret_file: Option<PathBuf>,
+    /// Name of an environment variable holding the secret.
+    pub consumer_secret_env: Option<String>,
+    /// A file holding an access token, or the name of a variable holding one.
+    pub access_token_file: Option<PathBuf>,
+    pub access_token_env: Option<String>,
+    /// The Atlassian account email a scoped API token belongs to (not a secret).
+    pub email: Option<String>,
+    /// A file holding the API token, or the name of a variable holding it.
+    pub api_token_file: Option<PathBuf>,
+    pub api_token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitbucketSection {
+    pub api_url: Option<String>,
+    pub token_url: Option<String>,
+    pub git_url: Option<String>,
+    pub consumer_key: Option<String>,
+    pub consumer_key_env: Option<String>,
+    pub consumer_secret_file: Option<PathBuf>,
+    pub consumer_secret_env: Option<String>,
+    pub access_token_file: Option<PathBuf>,
+    pub access_token_env: Option<String>,
+    pub email: Option<String>,
+    pub api_token_file: Option<PathBuf>,
+    pub api_token_env: Option<String>,
+    /// Only here to give a precise error; any value is refused.
+    pub consumer_secret: Option<toml::Spanned<toml::Value>>,
+}
+
+impl BitbucketSection {
+    /// The consumer's key and secret are found separately (see
+    /// `provider::bitbucket::consumer::resolve_consumer`), so a source naming its own key still
+    /// takes the table's secret, and the other way round. The token kinds' keys are in both
+    /// groups: a source naming a token takes none of the table's consumer, and a source naming
+    /// a consumer none of its tokens (one kind per run, [`super::credential`]).
+    pub const CREDENTIAL_GROUPS: &[&[&str]] = &[
+        &[
+            "consumer_key",
+            "consumer_key_env",
+            "access_token_file",
+            "access_token_env",
+            "email",
+            "api_token_file",
+            "api_token_env",
+        ],
+        &[
+            "consumer_secret_file",
+            "consumer_secret_env",
+            "access_token_file",
+            "access_token_env",
+            "email",
+            "api_token_file",
+            "api_token_env",
+        ],
+    ];
+}
+
+impl BitbucketSection {
+    pub fn credentials(&self, base: Option<&Path>) -> CredentialRefs {
+        CredentialRefs {
+            consumer_key: self.consumer_key.clone(),
+            consumer_key_env: self.consumer_key_env.clone(),
+            consumer_secret_file: self
+                .consumer_secret_file
+                .as_deref()
+                .map(|p| relative_to(base, p)),
+            consumer_secret_env: self.consumer_secret_env.clone(),
+            access_token_file: self
+                .access_token_file
+                .as_deref()
+                .map(|p| relative_to(base, p)),
+            access_token_env: self.access_token_env.clone(),
+            email: self.email.clone(),
+            api_token_file: self.api_token_file.as_deref().map(|p| relative_to(base, p)),
+            api_token_env: self.api_token_env.clone(),
+        }
+    }
+}
+
+/// Bitbucket endpoints, each checked like every URL the tool dials, and the config file's
+/// credential references (the `[[source]]`'s keys over `[bitbucket]`).
 #[derive(Debug, Clone)]
 pub struct BitbucketEndpoints {
     pub api_url: Url,
     pub token_url: Url,
     /// `--bitbucket-git-url`: the git host clone links must be on, when not the default.
     pub git_url: Option<Url>,
+    pub refs: CredentialRefs,
 }
 
 const API_URL_SOURCE: &str = "--bitbucket-api-url (BITBUCKET_API_URL)";
@@ -45,6 +141,7 @@ impl BitbucketEndpoints {
             git_url: git
                 .map(|g| url::dial_url(GIT_URL_SOURCE, g, false, insecure))
                 .transpose()?,
+            refs: file.bitbucket.credentials(file.base_dir()),
         })
     }
 
