@@ -54,6 +54,16 @@ pub enum Error {
         total: usize,
         manifest: String,
     },
+    /// The provider's credentials were refused mid-run: the repositories not yet backed up
+    /// were not attempted (the manifest says which).
+    #[error(
+        "{reason}: the backup of `{owner}` stopped starting repositories; {manifest} records what was backed up"
+    )]
+    CredentialsRefused {
+        owner: String,
+        reason: String,
+        manifest: String,
+    },
     #[error("interrupted: in-flight uploads were aborted and no manifest was written for this run")]
     Interrupted,
     #[error(transparent)]
@@ -91,6 +101,7 @@ impl Error {
             Error::Store(_) => exit::DESTINATION,
             Error::Locked(_) => exit::LOCKED,
             Error::Partial { .. } => exit::PARTIAL,
+            Error::CredentialsRefused { .. } => exit::AUTH,
             Error::Interrupted | Error::Stopped { .. } => exit::INTERRUPTED,
             Error::Verify(VerifyError::Store(_)) => exit::DESTINATION,
             Error::Verify(_) => exit::USAGE,

@@ -190,11 +190,33 @@ async fn an_access_token_revoked_mid_run_fails_the_clones_clearly() {
         .push_fault(Route::repo(WS, "one"), Fault::RevokeTokens);
     env.emu
         .push_fault(Route::repo(WS, "two"), Fault::RevokeTokens);
-    let (run, _) = env.backup_dated(WS, "2026-12-01").await;
-    // Failed repositories: exit 5 as for any repository that fails (the listing worked).
-    run.expect_code(5);
+    // One job: the first repository meets the revoked token, the second is not attempted.
+    let (run, dest) = env
+        .backup_dated_with(WS, "2026-12-01", &["--jobs", "1"])
+        .await;
+    // An auth failure, not "some repositories failed": every later one would fail the same way.
+    run.expect_code(3);
     assert!(run.stderr.contains("git was refused at"), "{}", run.stderr);
     assert_says_revoked(&run);
+    // The manifest is still written and says what happened to each.
+    let manifest = TestEnv::local_manifest(&dest, WS, "2026-12-01");
+    let errors: Vec<&str> = manifest["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "failed", "{manifest:#}");
+            r["error"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.starts_with("not attempted"))
+            .count(),
+        1,
+        "{errors:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use super::Pipeline;
 use crate::mirror::{self, Deadline, FetchOptions, LsRemoteOptions, MirrorError, RemoteRefs};
-use crate::provider::{GitAuth, RemoteRepo};
+use crate::provider::{GitAuth, ProviderError, RemoteRepo};
 
 /// How long a libgit2 call may go on past its deadline or a cancel, to stop cleanly at its
 /// next callback, before the pipeline stops waiting for it. Together with the time cleanup
@@ -104,7 +104,7 @@ impl Pipeline {
             .provider
             .git_auth(repo, false)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.credential_error(e))?;
         loop {
             let outcome = tokio::select! {
                 done = blocking(op(auth.clone())) => done?,
@@ -122,7 +122,7 @@ impl Pipeline {
                         .provider
                         .git_auth(repo, true)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| self.credential_error(e))?;
                 }
                 Err(e) if !e.is_transient() => return Err(format!("{what}: {e}")),
                 Err(e) => match delays.next() {
@@ -144,6 +144,17 @@ impl Pipeline {
                 },
             }
         }
+    }
+
+    /// A failure to get git credentials, as the repository's error; an auth error (the
+    /// credentials themselves were refused) also stops the run from starting more
+    /// repositories ([`Pipeline::refused`]).
+    fn credential_error(&self, e: ProviderError) -> String {
+        let message = e.to_string();
+        if e.exit_code() == crate::error::exit::AUTH && self.refused.set(message.clone()).is_ok() {
+            tracing::error!(error = %message, "the provider's credentials were refused: no further repository is started");
+        }
+        message
     }
 
     /// Ends [`ABANDON_AFTER`] past `deadline`, or that long after a cancel.

@@ -5,7 +5,9 @@
 //!   second, not after an hour of cloning.
 //! - One repository failing never stops the others: its error is recorded in its manifest
 //!   entry and the run ends with exit code 5. Only problems that affect every repository
-//!   (credentials, listing, destination, the manifest itself) end the run early.
+//!   (credentials, listing, destination, the manifest itself) end the run early; credentials
+//!   refused mid-run ([`Pipeline::refused`]) stop new repositories from starting, and the
+//!   manifest still records what was done.
 //! - Transient failures (network, 5xx) are retried a bounded number of times; a refused git
 //!   token is renewed once (tokens expire mid-run on long backups).
 //! - The manifest is written only after every repository has ended, and not at all when the
@@ -130,6 +132,11 @@ pub struct Pipeline {
     pub force: bool,
     /// Encrypt every bundle to these public keys (`<slug>.bundle.age`); `None`: plain bundles.
     pub encrypt_to: Option<Arc<Recipients>>,
+    /// Set by the first refusal of the provider's credentials during the run (a revoked token,
+    /// a deleted consumer: [`Provider::git_auth`] answered an auth error). Every repository not
+    /// yet started would fail the same way, so none is; the manifest is still written, and
+    /// the run ends with the auth exit code instead of "some repositories failed".
+    pub refused: std::sync::OnceLock<String>,
 }
 
 /// What a finished run did.
@@ -147,6 +154,8 @@ pub struct Report {
     pub run: Summary,
     /// The repositories that failed in this run, by name.
     pub failures: Vec<Failure>,
+    /// The provider's credentials were refused mid-run (see [`Pipeline::refused`]).
+    pub credentials_refused: Option<String>,
 }
 
 /// A repository that failed in this run.
@@ -333,6 +342,7 @@ impl Pipeline {
             elapsed: started.elapsed(),
             run: Summary::of(&ran),
             failures,
+            credentials_refused: self.refused.get().cloned(),
         })
     }
 
@@ -388,7 +398,7 @@ impl Pipeline {
     ) -> Done {
         let started = Instant::now();
         let deadline = Deadline::after(self.repo_timeout);
-        if !self.cancel.is_cancelled() {
+        if !self.cancel.is_cancelled() && self.refused.get().is_none() {
             tracing::info!(repo = %repo.full_name, "backing up");
             if let Some(done) = self.try_unchanged(&repo, history, started, deadline).await {
                 self.observer.finished(&done.run);
@@ -402,6 +412,8 @@ impl Pipeline {
         };
         let result = if self.cancel.is_cancelled() || permit.is_none() {
             Err("interrupted before it started".to_string())
+        } else if let Some(reason) = self.refused.get() {
+            Err(format!("not attempted: {reason}"))
         } else {
             // The wait for a free job is not the repository's time.
             let deadline = deadline.extended(waiting.elapsed());

@@ -261,6 +261,7 @@ impl SourceRun<'_> {
             full: cfg.full,
             force: cfg.force,
             encrypt_to: cfg.encrypt_to.clone(),
+            refused: Default::default(),
         };
         if cfg.dry_run {
             let plan = pipeline.plan().await?;
@@ -294,6 +295,13 @@ fn combine(outcomes: Vec<(String, Result<Option<Report>, Error>)>) -> Result<(),
         match outcome {
             Ok(None) => {}
             Ok(Some(report)) => {
+                if let Some(reason) = &report.credentials_refused {
+                    fatal.get_or_insert(Error::CredentialsRefused {
+                        owner: owner.clone(),
+                        reason: reason.clone(),
+                        manifest: report.manifest_location.clone(),
+                    });
+                }
                 let s = report.summary();
                 failed += s.failed;
                 total += s.ok + s.unchanged + s.empty + s.failed;
