@@ -327,7 +327,7 @@ async fn no_access_or_api_token_reaches_any_output_or_file() {
         "0",
     ];
     let run = env.run(&args).await;
-    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert_eq!(run.code, 3, "{}", run.stderr);
     ev.run("api: revoked mid-run", &run);
     let run = env.run(&args).await;
     assert_eq!(run.code, 3, "{}", run.stderr);
