@@ -74,6 +74,65 @@ fn cred_err(path: &Path, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Flags, the environment and the config file; then the stored file's table, when given.
+/// `Ok(None)`: nothing found.
+pub type Resolve<'a, T> = &'a dyn Fn(Option<&StoredFile>) -> Result<Option<T>, ConfigError>;
+
+/// Where one provider's credentials are looked for (GitHub's, GitLab's): the order of
+/// [`for_run`] and [`for_login`] is the same for every provider, only these steps differ.
+pub struct Search<'a, T> {
+    /// The provider's table in the credentials file.
+    pub section: &'static str,
+    pub resolve: Resolve<'a, T>,
+    /// Asks on the terminal.
+    pub prompt: &'a dyn Fn() -> Result<T, ConfigError>,
+    /// The table that stores what the prompt gave.
+    pub table: &'a dyn Fn(&T) -> toml::Table,
+    /// The one-line error when nothing is found and no terminal can be asked.
+    pub missing: &'static str,
+}
+
+/// The credentials of a run: flags, environment and config file, then the credentials file,
+/// then (on a terminal) a prompt with an offer to store the answer. The stored file is read
+/// only when everything else falls short, so a broken or too-readable credentials file does
+/// not get in the way of explicit settings.
+pub fn for_run<T>(env: &dyn Fn(&str) -> Option<String>, s: &Search<T>) -> Result<T, ConfigError> {
+    if let Some(c) = (s.resolve)(None)? {
+        return Ok(c);
+    }
+    let path = default_path(env);
+    if let Some(p) = &path
+        && let Some(c) = (s.resolve)(Some(&load(p)?))?
+    {
+        return Ok(c);
+    }
+    if !interactive() {
+        return Err(ConfigError::Other(s.missing.into()));
+    }
+    let creds = (s.prompt)()?;
+    if let Some(p) = &path
+        && confirm(&format!("Store them in {} (mode 0600)?", p.display()))
+    {
+        save(p, s.section, (s.table)(&creds))?;
+        eprintln!("Stored in {}.", p.display());
+    }
+    Ok(creds)
+}
+
+/// The credentials `login` checks: flags, environment and config file (so it runs in
+/// scripts), else `setup` (how to make the credential) and a prompt; never the stored file,
+/// which `login` replaces.
+pub fn for_login<T>(s: &Search<T>, setup: &str) -> Result<T, ConfigError> {
+    if let Some(c) = (s.resolve)(None)? {
+        return Ok(c);
+    }
+    eprintln!("{setup}\n");
+    if interactive() {
+        return (s.prompt)();
+    }
+    Err(ConfigError::Other(s.missing.into()))
+}
+
 /// Reads the credentials file; a missing file is an empty one.
 pub fn load(path: &Path) -> Result<StoredFile, ConfigError> {
     let empty = || StoredFile {

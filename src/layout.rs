@@ -1,7 +1,9 @@
 //! Where things go in a destination: the one place object keys are built.
 //!
 //! `<prefix>/<owner>/<YYYY-MM-DD>/<slug>.bundle` (`<slug>.bundle.age` when encrypted) and
-//! `…/manifest.json` beside them. The date
+//! `…/manifest.json` beside them. A slug may have `/`-separated parts (a GitLab project in a
+//! subgroup, `sub/api` → `…/<date>/sub/api.bundle`), each checked by
+//! [`crate::provider::slug_path_problem`] when listed and by [`Key`] here. The date
 //! folder makes every day's run a self-contained, independently restorable set; the manifest is
 //! written last, so a folder without one is an incomplete run.
 //!
@@ -68,19 +70,26 @@ impl OwnerLayout {
         parse_date(name)
     }
 
-    /// `(date, slug)` of a bundle key of this owner (`git/acme/2026-11-24/api.bundle`); `None`
-    /// for a key that is not a bundle directly inside one of this owner's date folders.
+    /// `(date, slug)` of a bundle key of this owner (`git/acme/2026-11-24/api.bundle`, or
+    /// `…/sub/api.bundle` for the slug `sub/api`); `None` for a key that is not a bundle inside
+    /// one of this owner's date folders, or whose slug the listing could never have produced.
     pub fn parse_bundle_key(&self, key: &str) -> Option<(NaiveDate, String)> {
         let rest = key.strip_prefix(&self.folder)?;
         let (date, file) = rest.split_once('/')?;
         let slug = file
             .strip_suffix(SEALED_SUFFIX)
             .or_else(|| file.strip_suffix(BUNDLE_SUFFIX))?;
-        if slug.is_empty() || slug.contains('/') {
+        if crate::provider::slug_path_problem(slug).is_some() {
             return None;
         }
         Some((parse_date(date)?, slug.to_string()))
     }
+}
+
+/// Whether `name` is one the layout gives a file in a date folder (a bundle, a sealed bundle,
+/// the manifest): a folder of that name would collide with it on a file system.
+pub fn is_file_name(name: &str) -> bool {
+    name == MANIFEST_NAME || name.ends_with(BUNDLE_SUFFIX) || name.ends_with(SEALED_SUFFIX)
 }
 
 fn parse_date(s: &str) -> Option<NaiveDate> {
@@ -122,10 +131,10 @@ impl Layout {
 
     /// The bundle's key, encrypted (`<slug>.bundle.age`) or not.
     pub fn bundle_as(&self, slug: &str, encrypted: bool) -> Result<Key, StoreError> {
-        if slug.contains('/') {
+        if let Some(reason) = crate::provider::slug_path_problem(slug) {
             return Err(StoreError::InvalidKey {
                 key: slug.to_string(),
-                reason: "a repository slug may not contain `/`".into(),
+                reason,
             });
         }
         let suffix = if encrypted {
@@ -181,8 +190,21 @@ mod tests {
             "acme/2026-11-24/web.site.bundle"
         );
         assert_eq!(l.owner_prefix(), "acme/");
-        assert!(l.bundle("a/b").is_err());
-        assert!(l.bundle("..").is_err() || l.bundle("..").unwrap().as_str().ends_with("...bundle"));
+        assert_eq!(
+            l.bundle("team/api").unwrap().as_str(),
+            "acme/2026-11-24/team/api.bundle"
+        );
+        for bad in [
+            "..",
+            "../x",
+            "a//b",
+            "/a",
+            "a/",
+            "x.bundle/y",
+            "manifest.json/y",
+        ] {
+            assert!(l.bundle(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -224,9 +246,16 @@ mod tests {
             }
             assert_eq!(o.date_of_folder("other/2026-11-24/"), None);
             let folder = o.folder().to_string();
+            let nested = run.bundle("team/api").unwrap();
+            assert_eq!(
+                o.parse_bundle_key(nested.as_str()),
+                Some((date, "team/api".to_string()))
+            );
             for outside in [
                 "elsewhere/acme/2026-11-24/api.bundle".to_string(),
-                format!("{folder}2026-11-24/sub/api.bundle"),
+                format!("{folder}2026-11-24/sub/../api.bundle"),
+                format!("{folder}2026-11-24/x.bundle/api.bundle"),
+                format!("{folder}2026-11-24//api.bundle"),
                 format!("{folder}2026-11-24/manifest.json"),
                 format!("{folder}2026-11-24/.bundle"),
                 format!("{folder}not-a-date/api.bundle"),

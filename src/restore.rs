@@ -184,13 +184,13 @@ pub fn check_target(dir: &Path) -> Result<(), RestoreError> {
 }
 
 /// Whether a slug from a manifest (untrusted) can name a directory of its own under
-/// `restore --all`'s target: one plain path component.
+/// `restore --all`'s target: plain path components (`api`, or `sub/api` for a project in a
+/// GitLab subgroup), none empty, `.` or `..`, no `\` or control characters.
 pub fn is_safe_dir_name(slug: &str) -> bool {
-    !slug.is_empty()
-        && slug != "."
-        && slug != ".."
-        && !slug.contains(['/', '\\'])
-        && !slug.chars().any(char::is_control)
+    !slug.contains('\\')
+        && slug.split('/').all(|part| {
+            !part.is_empty() && part != "." && part != ".." && !part.chars().any(char::is_control)
+        })
 }
 
 /// What a restore produced.

@@ -12,6 +12,7 @@ mod encrypt;
 mod faults;
 mod gitea;
 mod github;
+mod gitlab;
 mod incremental;
 mod infra;
 mod integrity;

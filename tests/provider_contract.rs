@@ -68,6 +68,10 @@ provider_suite!(bitbucket, Bitbucket::new());
 provider_suite!(bitbucket_access_token, Bitbucket::token(false));
 provider_suite!(bitbucket_api_token, Bitbucket::token(true));
 provider_suite!(github, github_host::Github::new());
+// A GitLab group or personal access token cannot be renewed by the backup (rotating it revokes
+// the old one, which other jobs may hold): its fixture says `renewable() == false`, so the
+// renewal property checks that expiry fails clearly instead.
+provider_suite!(gitlab, gitlab_host::Gitlab::new());
 // A Gitea access token does not expire by itself and cannot be renewed (there is no refresh
 // grant for it): the renewal property becomes "a token revoked mid-run fails clearly".
 provider_suite!(
@@ -81,6 +85,9 @@ pub mod github_host;
 
 /// The Gitea fixture: an organisation member's read-only token.
 pub mod gitea_host;
+
+/// The GitLab fixture: a group access token (not renewable).
+pub mod gitlab_host;
 
 const KEY: &str = "contract-key";
 const SECRET: &str = "contract-secret-5d1e";

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub github: crate::provider::github::settings::GithubSection,
     #[serde(default)]
     pub gitea: crate::provider::gitea::settings::GiteaSection,
+    #[serde(default)]
+    pub gitlab: crate::provider::gitlab::settings::GitlabSection,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSection>,
     /// Where the file was read from; relative paths in it are relative to its directory.
@@ -379,8 +381,8 @@ consumer_secret_env = "LABS_SECRET"
         );
         let e = err("[s3]\nparts_in_flight = -1\n");
         assert!(e.contains("line 2") && e.contains("parts_in_flight"), "{e}");
-        let e = err("[[source]]\nowner = \"a\"\nprovider = \"gitlab\"\n");
-        assert!(e.contains("line 3") && e.contains("gitlab"), "{e}");
+        let e = err("[[source]]\nowner = \"a\"\nprovider = \"sourcehut\"\n");
+        assert!(e.contains("line 3") && e.contains("sourcehut"), "{e}");
         let e = err("[[source]]\ninclude = [\"x\"]\n");
         assert!(e.contains("owner"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");

@@ -16,6 +16,8 @@ use super::gitea::settings::GiteaSection;
 use super::gitea::{self, GiteaArgs, GiteaEndpoints};
 use super::github::settings::GithubSection;
 use super::github::{self, GithubArgs, GithubEndpoints};
+use super::gitlab::settings::GitlabSection;
+use super::gitlab::{self, GitlabArgs, GitlabEndpoints};
 use super::urls::{self, UrlsArgs, UrlsSettings};
 use crate::config::file::overlay;
 use crate::config::url::UrlSource;
@@ -41,6 +43,9 @@ pub struct ProviderArgs {
 
     #[command(flatten)]
     pub gitea: GiteaArgs,
+
+    #[command(flatten)]
+    pub gitlab: GitlabArgs,
 }
 
 /// The hosts git-offsite can list repositories on.
@@ -55,6 +60,8 @@ pub enum ProviderKind {
     Github,
     /// Gitea or Forgejo (an access token; --gitea-url names the instance).
     Gitea,
+    /// GitLab, gitlab.com or self-managed (a group access token, or a personal token).
+    Gitlab,
 }
 
 impl ProviderKind {
@@ -65,6 +72,7 @@ impl ProviderKind {
             ProviderKind::Urls => "urls",
             ProviderKind::Github => "github",
             ProviderKind::Gitea => "gitea",
+            ProviderKind::Gitlab => "gitlab",
         }
     }
 
@@ -95,6 +103,7 @@ pub enum ProviderConfig {
     Urls(UrlsSettings),
     Github(GithubEndpoints),
     Gitea(GiteaEndpoints),
+    Gitlab(GitlabEndpoints),
 }
 
 impl ProviderConfig {
@@ -112,6 +121,9 @@ impl ProviderConfig {
                 ProviderConfig::Github(GithubEndpoints::new(&args.github, file)?)
             }
             ProviderKind::Gitea => ProviderConfig::Gitea(GiteaEndpoints::new(&args.gitea, file)?),
+            ProviderKind::Gitlab => {
+                ProviderConfig::Gitlab(GitlabEndpoints::new(&args.gitlab, file)?)
+            }
         })
     }
 
@@ -121,6 +133,7 @@ impl ProviderConfig {
             ProviderConfig::Urls(_) => ProviderKind::Urls,
             ProviderConfig::Github(_) => ProviderKind::Github,
             ProviderConfig::Gitea(_) => ProviderKind::Gitea,
+            ProviderConfig::Gitlab(_) => ProviderKind::Gitlab,
         }
     }
 
@@ -131,6 +144,7 @@ impl ProviderConfig {
             ProviderConfig::Urls(u) => u.dialed(),
             ProviderConfig::Github(e) => e.dialed(),
             ProviderConfig::Gitea(e) => e.dialed(),
+            ProviderConfig::Gitlab(e) => e.dialed(),
         }
     }
 }
@@ -157,6 +171,9 @@ pub fn file_for_source(
         }
         ProviderKind::Gitea => {
             seen.gitea = overlay(table, settings, GiteaSection::CREDENTIAL_GROUPS)?;
+        }
+        ProviderKind::Gitlab => {
+            seen.gitlab = overlay(table, settings, GitlabSection::CREDENTIAL_GROUPS)?;
         }
         ProviderKind::Urls => {
             let key = settings.keys().next().cloned().unwrap_or_default();
@@ -214,6 +231,10 @@ pub fn build(
             let token = gitea::creds::for_run(&args.gitea, env, &endpoints.file)?;
             Box::new(gitea::build(endpoints, retry, token)?)
         }
+        ProviderConfig::Gitlab(endpoints) => {
+            let token = gitlab::creds::for_run(&args.gitlab, env, &endpoints.file)?;
+            Box::new(gitlab::build(endpoints, retry, token)?)
+        }
     })
 }
 
@@ -270,6 +291,14 @@ pub fn for_login(
                 provider: Box::new(gitea::build(endpoints, retry, token)?),
             }
         }
+        ProviderConfig::Gitlab(endpoints) => {
+            let token = gitlab::creds::for_login(&args.gitlab, env, &endpoints.file)?;
+            ForLogin {
+                section: gitlab::creds::SECTION,
+                table: gitlab::creds::section(&token),
+                provider: Box::new(gitlab::build(endpoints, retry, token)?),
+            }
+        }
     })
 }
 
@@ -288,8 +317,8 @@ mod tests {
             kind_of(Some(ProviderKind::Bitbucket), Some("gitlab")).unwrap(),
             ProviderKind::Bitbucket
         );
-        let e = kind_of(None, Some("gitlab")).unwrap_err().to_string();
-        assert!(e.contains("gitlab") && e.contains("`bitbucket`"), "{e}");
+        let e = kind_of(None, Some("sourcehut")).unwrap_err().to_string();
+        assert!(e.contains("sourcehut") && e.contains("`bitbucket`"), "{e}");
         for k in ProviderKind::value_variants() {
             assert_eq!(ProviderKind::parse(k.name()), Some(*k));
         }

@@ -10,6 +10,7 @@ pub mod bitbucket;
 pub mod choose;
 pub mod gitea;
 pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod pages;
 pub mod renew;
@@ -90,8 +91,43 @@ pub fn slug_problem(slug: &str) -> Option<String> {
     None
 }
 
+/// The most `/`-separated segments a slug may have: GitLab's deepest nesting (20 levels of
+/// subgroups, `doc/user/group/subgroups`) plus the project.
+pub const MAX_SLUG_DEPTH: usize = 21;
+
+/// Why `slug` cannot name a bundle key below the date folder, if it cannot: one or more
+/// `/`-separated segments (a GitLab project in a subgroup is `sub/project`), each passing
+/// [`slug_problem`] (so no empty segment, no `.`/`..`, no leading or trailing `/`), at most
+/// [`MAX_SLUG_DEPTH`] of them; and no folder segment named like a file the layout writes
+/// (`x.bundle`, `x.bundle.age`, `manifest.json`), which would collide with a bundle or the
+/// manifest on a file system.
+pub fn slug_path_problem(slug: &str) -> Option<String> {
+    let segments: Vec<&str> = slug.split('/').collect();
+    if segments.len() > MAX_SLUG_DEPTH {
+        return Some(format!(
+            "the slug has more than {MAX_SLUG_DEPTH} `/`-separated parts"
+        ));
+    }
+    for (i, segment) in segments.iter().enumerate() {
+        let shown = crate::text::escape(segment);
+        if let Some(problem) = slug_problem(segment) {
+            return Some(match segments.len() {
+                1 => problem,
+                _ => format!("its part `{shown}`: {problem}"),
+            });
+        }
+        let folder = i + 1 < segments.len();
+        if folder && crate::layout::is_file_name(segment) {
+            return Some(format!(
+                "its folder `{shown}` is named like a bundle or manifest file"
+            ));
+        }
+    }
+    None
+}
+
 /// The provider-neutral rules every listing goes through before anything is cloned: a sane
-/// slug, `full_name == owner/slug`, and one repository per slug. A repository listed twice
+/// slug ([`slug_path_problem`]), `full_name == owner/slug`, and one repository per slug. A repository listed twice
 /// with the same clone URL (pages that shifted) is kept once, with a warning; twice with
 /// different URLs, it is rejected: which one is real cannot be known, and both would be
 /// written to one key.
@@ -108,7 +144,7 @@ pub fn vet(owner: &str, listing: Listing) -> Listing {
             full_name: crate::text::escape(&repo.full_name).into_owned(),
             reason,
         };
-        if let Some(problem) = slug_problem(&repo.slug) {
+        if let Some(problem) = slug_path_problem(&repo.slug) {
             out.rejected
                 .push(reject(format!("unsafe name from the listing: {problem}")));
             continue;
@@ -341,12 +377,45 @@ mod tests {
     }
 
     #[test]
+    fn nested_slugs_check_every_part() {
+        for ok in ["sub/api", "a/b/c", "team.v2/x"] {
+            assert_eq!(slug_path_problem(ok), None, "{ok}");
+        }
+        let deep = vec!["a"; MAX_SLUG_DEPTH + 1].join("/");
+        for bad in [
+            "",
+            "/api",
+            "api/",
+            "a//b",
+            "../api",
+            "a/../b",
+            "./a",
+            "a/.hidden",
+            "a/-rf",
+            "a\\b/c",
+            "a b/c",
+            "x.bundle/y",
+            "x.bundle.age/y",
+            "manifest.json/y",
+            deep.as_str(),
+        ] {
+            assert!(slug_path_problem(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(
+            slug_path_problem("sub/x.bundle"),
+            None,
+            "a file part may end so"
+        );
+    }
+
+    #[test]
     fn vetting_rejects_bad_names_and_conflicting_duplicates() {
         let u = "https://bitbucket.org/acme/x.git";
         let listing = Listing {
             repos: vec![
                 repo("api", "acme/api", "https://bitbucket.org/acme/api.git"),
                 repo("../etc", "acme/../etc", u),
+                repo("sub/../../etc", "acme/sub/../../etc", u),
                 repo("web", "other/web", u),
                 repo("evil\r\u{1b}[2K", "acme/evil", u),
                 repo("api", "acme/api", "https://bitbucket.org/acme/api.git"),
@@ -363,11 +432,13 @@ mod tests {
             .iter()
             .map(|r| (r.slug.as_str(), r.reason.as_str()))
             .collect();
-        assert_eq!(rejected.len(), 4, "{rejected:?}");
+        assert_eq!(rejected.len(), 5, "{rejected:?}");
         assert!(rejected[0].1.contains("unsafe name"), "{rejected:?}");
-        assert!(rejected[1].1.contains("not `acme/web`"), "{rejected:?}");
-        assert!(!rejected[2].0.contains(['\r', '\u{1b}']), "{rejected:?}");
-        assert_eq!(rejected[3].0, "dup");
-        assert!(rejected[3].1.contains("more than once"), "{rejected:?}");
+        assert_eq!(rejected[1].0, "sub/../../etc");
+        assert!(rejected[1].1.contains("unsafe name"), "{rejected:?}");
+        assert!(rejected[2].1.contains("not `acme/web`"), "{rejected:?}");
+        assert!(!rejected[3].0.contains(['\r', '\u{1b}']), "{rejected:?}");
+        assert_eq!(rejected[4].0, "dup");
+        assert!(rejected[4].1.contains("more than once"), "{rejected:?}");
     }
 }

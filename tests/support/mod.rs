@@ -10,6 +10,7 @@ pub mod git;
 pub mod git_http;
 pub mod gitea;
 pub mod github;
+pub mod gitlab;
 pub mod harness;
 pub mod plain_git;
 pub mod procstat;

@@ -255,52 +255,38 @@ pub fn section(creds: &GithubCredentials) -> toml::Table {
     toml::Table::try_from(stored).expect("strings and a number always make a TOML table")
 }
 
-/// The credentials of a run: flags, env, the config file, the credentials file, then (on a
-/// terminal) a prompt with an offer to store the answer.
+/// Where GitHub's credentials are looked for ([`credentials::Search`]).
+fn search<'a>(
+    resolve: credentials::Resolve<'a, GithubCredentials>,
+) -> credentials::Search<'a, GithubCredentials> {
+    credentials::Search {
+        section: SECTION,
+        resolve,
+        prompt: &prompt,
+        table: &section,
+        missing: MISSING,
+    }
+}
+
+/// The credentials of a run ([`credentials::for_run`]).
 pub fn for_run(
     args: &GithubArgs,
     env: &dyn Fn(&str) -> Option<String>,
     file: &GithubSection,
 ) -> Result<GithubCredentials, ConfigError> {
-    // The stored file is read only when everything else falls short, so a broken or
-    // too-readable credentials file does not get in the way of explicit settings.
-    if let Some(c) = resolve(args, env, file, None)? {
-        return Ok(c);
-    }
-    let path = credentials::default_path(env);
-    if let Some(p) = &path
-        && let Some(c) = resolve(args, env, file, Some(&credentials::load(p)?))?
-    {
-        return Ok(c);
-    }
-    if !credentials::interactive() {
-        return Err(ConfigError::Other(MISSING.into()));
-    }
-    let creds = prompt()?;
-    if let Some(p) = &path
-        && credentials::confirm(&format!("Store them in {} (mode 0600)?", p.display()))
-    {
-        credentials::save(p, SECTION, section(&creds))?;
-        eprintln!("Stored in {}.", p.display());
-    }
-    Ok(creds)
+    credentials::for_run(env, &search(&|stored| resolve(args, env, file, stored)))
 }
 
-/// The credentials `login` checks: flags, env and the config file (so it runs in scripts),
-/// else the app setup steps and a prompt; never the stored file, which `login` replaces.
+/// The credentials `login` checks ([`credentials::for_login`]), with the app setup steps.
 pub fn for_login(
     args: &GithubArgs,
     env: &dyn Fn(&str) -> Option<String>,
     file: &GithubSection,
 ) -> Result<GithubCredentials, ConfigError> {
-    if let Some(c) = resolve(args, env, file, None)? {
-        return Ok(c);
-    }
-    eprintln!("{APP_SETUP}\n");
-    if credentials::interactive() {
-        return prompt();
-    }
-    Err(ConfigError::Other(MISSING.into()))
+    credentials::for_login(
+        &search(&|stored| resolve(args, env, file, stored)),
+        APP_SETUP,
+    )
 }
 
 /// Asks for an app id and key file, or (with no app id) a personal token (not echoed).
