@@ -133,6 +133,74 @@ pub fn for_login<T>(s: &Search<T>, setup: &str) -> Result<T, ConfigError> {
     Err(ConfigError::Other(s.missing.into()))
 }
 
+/// Where a provider that takes one token (Gitea, GitLab) finds it, in this order: its flag's
+/// file, its environment variable, the config file's `token_file` and `token_env`, then the
+/// stored `[section]` table `{ token = "…" }`.
+pub struct TokenSources<'a> {
+    /// The flag's file and the flag's name (`--gitlab-token-file`).
+    pub flag: (Option<&'a Path>, &'static str),
+    /// The variable holding the token itself (`GITLAB_TOKEN`).
+    pub var: &'static str,
+    pub token_file: Option<&'a Path>,
+    pub token_env: Option<&'a str>,
+    /// The provider's table in the credentials file.
+    pub section: &'static str,
+}
+
+/// The stored table of a one-token provider.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredToken {
+    token: String,
+}
+
+/// The token from `src` (and `stored`, when given); `Ok(None)` when nothing is found. Errors
+/// name where the token was looked for, never the token.
+pub fn resolve_token(
+    src: &TokenSources,
+    env: &dyn Fn(&str) -> Option<String>,
+    stored: Option<&StoredFile>,
+) -> Result<Option<Secret>, ConfigError> {
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    if let (Some(p), flag) = src.flag {
+        return read_secret_file(p, flag, "token").map(Some);
+    }
+    if let Some(t) = nonempty(env(src.var)) {
+        return Ok(Some(Secret::new(t.trim())));
+    }
+    if let Some(p) = src.token_file {
+        return read_secret_file(p, "the config file's token_file", "token").map(Some);
+    }
+    if let Some(var) = src.token_env {
+        let t = nonempty(env(var)).ok_or_else(|| ConfigError::UnsetVariable {
+            what: "token_env",
+            var: var.to_string(),
+        })?;
+        return Ok(Some(Secret::new(t.trim())));
+    }
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let Some(table) = stored.section(src.section) else {
+        return Ok(None);
+    };
+    let s: StoredToken = table.clone().try_into().map_err(|_| {
+        stored.error(format!(
+            "is not valid; expected a [{}] table with a token",
+            src.section
+        ))
+    })?;
+    Ok(Some(Secret::new(s.token)))
+}
+
+/// The stored table `{ token = "…" }` of a one-token provider.
+pub fn token_table(token: &Secret) -> toml::Table {
+    toml::Table::try_from(StoredToken {
+        token: token.expose().to_string(),
+    })
+    .expect("a string always makes a TOML table")
+}
+
 /// Reads the credentials file; a missing file is an empty one.
 pub fn load(path: &Path) -> Result<StoredFile, ConfigError> {
     let empty = || StoredFile {

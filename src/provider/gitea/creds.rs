@@ -2,12 +2,10 @@
 //! file's `[gitea]` `token_file` / `token_env`, the credentials file's `[gitea]` table, a prompt.
 //! `login` resolves the same way without the credentials file (it is what `login` replaces).
 
-use serde::{Deserialize, Serialize};
-
 use super::args::GiteaArgs;
 use super::settings::GiteaSection;
 use crate::config::ConfigError;
-use crate::credentials::{self, StoredFile, read_secret_file};
+use crate::credentials::{self, StoredFile};
 use crate::secret::Secret;
 
 /// The name of this provider's table in the credentials file.
@@ -28,102 +26,56 @@ To back up a Gitea or Forgejo organisation or user with a read-only token:
 const MISSING: &str = "no Gitea token found: pass --gitea-token-file or set GITEA_TOKEN, or run \
 `git-offsite login --provider gitea` once";
 
-/// The `[gitea]` table of the credentials file.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Stored {
-    token: String,
-}
-
-/// The token from flags, `env` and the config file's table, then `stored`; `Ok(None)` when
-/// nothing is found anywhere.
+/// The token from flags, `env` and the config file's table, then `stored`
+/// ([`credentials::resolve_token`]).
 fn resolve(
     args: &GiteaArgs,
     env: &dyn Fn(&str) -> Option<String>,
     file: &GiteaSection,
     stored: Option<&StoredFile>,
 ) -> Result<Option<Secret>, ConfigError> {
-    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    if let Some(p) = &args.gitea_token_file {
-        return read_secret_file(p, "--gitea-token-file", "token").map(Some);
-    }
-    if let Some(t) = nonempty(env("GITEA_TOKEN")) {
-        return Ok(Some(Secret::new(t.trim())));
-    }
-    if let Some(p) = &file.token_file {
-        return read_secret_file(p, "the config file's token_file", "token").map(Some);
-    }
-    if let Some(var) = &file.token_env {
-        let t = nonempty(env(var)).ok_or_else(|| ConfigError::UnsetVariable {
-            what: "token_env",
-            var: var.clone(),
-        })?;
-        return Ok(Some(Secret::new(t.trim())));
-    }
-    let Some(table) = stored.and_then(|s| s.section(SECTION)) else {
-        return Ok(None);
+    let src = credentials::TokenSources {
+        flag: (args.gitea_token_file.as_deref(), "--gitea-token-file"),
+        var: "GITEA_TOKEN",
+        token_file: file.token_file.as_deref(),
+        token_env: file.token_env.as_deref(),
+        section: SECTION,
     };
-    let broken = || {
-        stored
-            .expect("a table came from it")
-            .error("is not valid; expected a [gitea] table with token")
-    };
-    let s: Stored = table.clone().try_into().map_err(|_| broken())?;
-    Ok(Some(Secret::new(s.token)))
+    credentials::resolve_token(&src, env, stored)
 }
 
 /// The `[gitea]` table that stores `token`.
 pub fn section(token: &Secret) -> toml::Table {
-    toml::Table::try_from(Stored {
-        token: token.expose().to_string(),
-    })
-    .expect("a string always makes a TOML table")
+    credentials::token_table(token)
 }
 
-/// The token of a run: flags, env, the config file, the credentials file, then (on a
-/// terminal) a prompt with an offer to store the answer.
+/// Where Gitea's token is looked for ([`credentials::Search`]).
+fn search<'a>(resolve: credentials::Resolve<'a, Secret>) -> credentials::Search<'a, Secret> {
+    credentials::Search {
+        section: SECTION,
+        resolve,
+        prompt: &prompt,
+        table: &section,
+        missing: MISSING,
+    }
+}
+
+/// The token of a run ([`credentials::for_run`]).
 pub fn for_run(
     args: &GiteaArgs,
     env: &dyn Fn(&str) -> Option<String>,
     file: &GiteaSection,
 ) -> Result<Secret, ConfigError> {
-    if let Some(t) = resolve(args, env, file, None)? {
-        return Ok(t);
-    }
-    let path = credentials::default_path(env);
-    if let Some(p) = &path
-        && let Some(t) = resolve(args, env, file, Some(&credentials::load(p)?))?
-    {
-        return Ok(t);
-    }
-    if !credentials::interactive() {
-        return Err(ConfigError::Other(MISSING.into()));
-    }
-    let token = prompt()?;
-    if let Some(p) = &path
-        && credentials::confirm(&format!("Store it in {} (mode 0600)?", p.display()))
-    {
-        credentials::save(p, SECTION, section(&token))?;
-        eprintln!("Stored in {}.", p.display());
-    }
-    Ok(token)
+    credentials::for_run(env, &search(&|stored| resolve(args, env, file, stored)))
 }
 
-/// The token `login` checks: flags, env and the config file, else the setup steps and a
-/// prompt; never the stored file, which `login` replaces.
+/// The token `login` checks ([`credentials::for_login`]), with the setup steps.
 pub fn for_login(
     args: &GiteaArgs,
     env: &dyn Fn(&str) -> Option<String>,
     file: &GiteaSection,
 ) -> Result<Secret, ConfigError> {
-    if let Some(t) = resolve(args, env, file, None)? {
-        return Ok(t);
-    }
-    eprintln!("{SETUP}\n");
-    if credentials::interactive() {
-        return prompt();
-    }
-    Err(ConfigError::Other(MISSING.into()))
+    credentials::for_login(&search(&|stored| resolve(args, env, file, stored)), SETUP)
 }
 
 fn prompt() -> Result<Secret, ConfigError> {

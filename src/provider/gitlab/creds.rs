@@ -4,8 +4,6 @@
 //! replaces). One token serves the API and git: GitLab's tokens cannot be renewed by their
 //! holder without revoking the old one, so none is.
 
-use serde::{Deserialize, Serialize};
-
 use super::args::GitlabArgs;
 use super::settings::GitlabSection;
 use crate::config::ConfigError;
@@ -32,57 +30,27 @@ const MISSING: &str = "no GitLab token found: pass --gitlab-token-file or set GI
 group access token with read_api and read_repository, see `git-offsite login --provider \
 gitlab`), or run `git-offsite login --provider gitlab` once";
 
-/// The `[gitlab]` table of the credentials file.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Stored {
-    token: String,
-}
-
-/// The token from flags, `env` and the config file's table, then `stored`; `Ok(None)` when
-/// nothing is found anywhere. The source named in errors is never the value.
+/// The token from flags, `env` and the config file's table, then `stored`
+/// ([`credentials::resolve_token`]).
 fn resolve(
     args: &GitlabArgs,
     env: &dyn Fn(&str) -> Option<String>,
     file: &GitlabSection,
     stored: Option<&StoredFile>,
 ) -> Result<Option<Secret>, ConfigError> {
-    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    if let Some(p) = &args.gitlab_token_file {
-        return credentials::read_secret_file(p, "--gitlab-token-file", "token").map(Some);
-    }
-    if let Some(t) = nonempty(env("GITLAB_TOKEN")) {
-        return Ok(Some(Secret::new(t.trim())));
-    }
-    if let Some(p) = &file.token_file {
-        return credentials::read_secret_file(p, "the config file's token_file", "token").map(Some);
-    }
-    if let Some(var) = &file.token_env {
-        let t = nonempty(env(var)).ok_or_else(|| ConfigError::UnsetVariable {
-            what: "token_env",
-            var: var.clone(),
-        })?;
-        return Ok(Some(Secret::new(t.trim())));
-    }
-    let Some(stored) = stored else {
-        return Ok(None);
+    let src = credentials::TokenSources {
+        flag: (args.gitlab_token_file.as_deref(), "--gitlab-token-file"),
+        var: "GITLAB_TOKEN",
+        token_file: file.token_file.as_deref(),
+        token_env: file.token_env.as_deref(),
+        section: SECTION,
     };
-    let Some(table) = stored.section(SECTION) else {
-        return Ok(None);
-    };
-    let s: Stored = table
-        .clone()
-        .try_into()
-        .map_err(|_| stored.error("is not valid; expected a [gitlab] table with a token"))?;
-    Ok(Some(Secret::new(s.token)))
+    credentials::resolve_token(&src, env, stored)
 }
 
 /// The `[gitlab]` table that stores `token`.
 pub fn section(token: &Secret) -> toml::Table {
-    toml::Table::try_from(Stored {
-        token: token.expose().to_string(),
-    })
-    .expect("a string always makes a TOML table")
+    credentials::token_table(token)
 }
 
 /// Where GitLab's token is looked for ([`credentials::Search`]).
