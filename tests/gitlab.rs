@@ -244,6 +244,17 @@ async fn login_tells_a_group_bot_from_a_person_and_shows_the_expiry() {
 /// pruned with the rest of its date folder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_projects_back_up_restore_verify_and_prune() {
+    nested_round_trip(true).await;
+}
+
+/// The same on a local directory, where a nested slug is a real sub-directory: pruning the
+/// date folder leaves no empty `team/` behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_projects_round_trip_on_a_local_directory() {
+    nested_round_trip(false).await;
+}
+
+async fn nested_round_trip(on_s3: bool) {
     let mut env = TestEnv::new().await;
     let emu = Emulator::start_blocking();
     let token = emu.add_token(TokenOpts::group_bot(1));
@@ -269,7 +280,11 @@ async fn nested_projects_back_up_restore_verify_and_prune() {
     }
     gitlab_env(&mut env, &emu, &token);
     let s3 = TestS3::start().await;
-    let dest = Dest::S3(&s3);
+    let dest = if on_s3 {
+        Dest::S3(&s3)
+    } else {
+        Dest::Local(env.path().join("dest"))
+    };
     let d = dest.arg();
     for day in [DAY1, DAY2] {
         let run = dest
@@ -291,7 +306,7 @@ async fn nested_projects_back_up_restore_verify_and_prune() {
         run.expect_code(0);
         assert_no_secret(&token, &run);
     }
-    let day1 = s3_keys(&s3, DAY1).await;
+    let day1 = date_keys(&dest, DAY1).await;
     for name in [
         "api.bundle",
         "team/tools.bundle",
@@ -342,11 +357,15 @@ async fn nested_projects_back_up_restore_verify_and_prune() {
         .await
         .expect_code(0);
     assert!(
-        s3_keys(&s3, DAY1).await.is_empty(),
+        date_keys(&dest, DAY1).await.is_empty(),
         "{:?}",
-        s3_keys(&s3, DAY1).await
+        date_keys(&dest, DAY1).await
     );
-    let day2 = s3_keys(&s3, DAY2).await;
+    if let Dest::Local(root) = &dest {
+        let folder = root.join(OWNER).join(DAY1);
+        assert!(!folder.exists(), "{} is left behind", folder.display());
+    }
+    let day2 = date_keys(&dest, DAY2).await;
     assert!(
         day2.contains(&dest.key(DAY2, "team/deep/x.bundle")),
         "{day2:?}"
@@ -362,11 +381,21 @@ async fn nested_projects_back_up_restore_verify_and_prune() {
     assert_restored(&after, &sources[2].1, "develop", false);
 }
 
-/// Every key in the date folder `day` of `acme` on the test S3 server.
-async fn s3_keys(s3: &TestS3, day: &str) -> Vec<String> {
+/// Every key (local: relative path, as [`Dest::key`] spells it) in the date folder `day` of
+/// `acme`, through the destination's own listing.
+async fn date_keys(dest: &Dest<'_>, day: &str) -> Vec<String> {
     use git_offsite::store::Store;
-    let folder = format!("{}/{OWNER}/{day}/", s3.prefix);
-    s3.store()
+    let (store, folder): (Box<dyn Store>, String) = match dest {
+        Dest::S3(s3) => (
+            Box::new(s3.store()),
+            format!("{}/{OWNER}/{day}/", s3.prefix),
+        ),
+        Dest::Local(root) => (
+            Box::new(git_offsite::store::fs::FsStore::new(root.clone())),
+            format!("{OWNER}/{day}/"),
+        ),
+    };
+    store
         .list(&folder)
         .await
         .unwrap()
