@@ -42,7 +42,6 @@ mod token;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
@@ -76,8 +75,6 @@ const LISTING_ATTEMPTS: usize = 3;
 /// Bitbucket's maximum page length: fewest requests against the 1,000/h API budget.
 const PAGELEN: u32 = 100;
 pub use super::pages::MAX_PAGES;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct BitbucketProvider {
     api_url: Url,
@@ -137,18 +134,7 @@ impl BitbucketProvider {
                 Some(Fixed::Basic { email, token }),
             ),
         };
-        let build = |redirect| {
-            reqwest::Client::builder()
-                .user_agent(opts.user_agent.clone())
-                .redirect(redirect)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .map_err(|e| ProviderError::Transport {
-                    url: opts.api_url.to_string(),
-                    message: format!("cannot set up the HTTP client: {}", crate::error::chain(&e)),
-                })
-        };
+        let build = |redirect| super::http::api_client(&opts.user_agent, redirect, &opts.api_url);
         let oauth = oauth_client(&consumer_key, &consumer_secret, &opts.token_url);
         Ok(Self {
             token_http: build(reqwest::redirect::Policy::none())?,

@@ -30,10 +30,9 @@ pub mod settings;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, AUTHORIZATION, LINK};
+use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
 use tracing::debug;
 use url::Url;
@@ -42,7 +41,7 @@ pub use self::args::GiteaArgs;
 use self::page::{api_error_message, parse_page};
 pub use self::settings::{GiteaEndpoints, GiteaOptions, build};
 use super::http::{RetryPolicy, Transient, Try, parse_retry_after, read_body, retrying};
-use super::pages::{MAX_PAGES, Pages, next_link};
+use super::pages::{Answer, MAX_PAGES, Pages, next_in};
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
 use crate::secret::Secret;
 
@@ -54,8 +53,6 @@ const OWNER_KIND: &str = "organisation or user";
 pub const LIMIT: u32 = 50;
 /// How [`Pages::next`] names where a next page came from.
 const LINK_NEXT: &str = "the `Link` header's next page";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The user name sent with the token for git over HTTPS (see the module doc).
 pub const GIT_USERNAME: &str = "git-offsite";
 
@@ -80,12 +77,6 @@ impl fmt::Debug for GiteaProvider {
     }
 }
 
-struct Answer {
-    status: StatusCode,
-    next: Option<String>,
-    body: Vec<u8>,
-}
-
 impl GiteaProvider {
     pub fn new(opts: GiteaOptions) -> Result<Self, ProviderError> {
         if opts.token.expose().trim().is_empty() {
@@ -93,17 +84,12 @@ impl GiteaProvider {
                 "the Gitea token is empty: check --gitea-token-file or GITEA_TOKEN",
             ));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            // reqwest drops the Authorization header when a redirect changes host.
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| ProviderError::Transport {
-                url: opts.base_url.to_string(),
-                message: format!("cannot set up the HTTP client: {}", crate::error::chain(&e)),
-            })?;
+        // reqwest drops the Authorization header when a redirect changes host.
+        let http = super::http::api_client(
+            &opts.user_agent,
+            reqwest::redirect::Policy::limited(5),
+            &opts.base_url,
+        )?;
         Ok(Self {
             api: settings::api_root(&opts.base_url),
             git_origin: settings::git_origin(&opts.base_url),
@@ -146,9 +132,7 @@ impl GiteaProvider {
             let retry_after = parse_retry_after(resp.headers());
             return Ok(Try::Again { why, retry_after });
         }
-        let next = (resp.headers().get(LINK))
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link);
+        let next = next_in(resp.headers());
         Ok(match read_body(resp, url).await? {
             Try::Done(body) => Try::Done(Answer { status, next, body }),
             Try::Again { why, retry_after } => Try::Again { why, retry_after },

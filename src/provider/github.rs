@@ -35,7 +35,6 @@ mod token;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
@@ -44,12 +43,12 @@ use url::Url;
 
 pub use self::args::GithubArgs;
 use self::page::{api_error_message, parse_page};
-use self::request::Answer;
 pub use self::settings::{GithubEndpoints, GithubOptions, build};
 pub use self::token::{AppClaims, AppKey, JWT_BACKDATE, JWT_LIFETIME};
 use self::token::{CachedToken, Installation};
 use super::http::RetryPolicy;
 use super::http::pace::Pacer;
+use super::pages::Answer;
 use super::pages::Pages;
 use super::renew::Renew;
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
@@ -64,8 +63,6 @@ const PER_PAGE: u32 = 100;
 pub use super::pages::MAX_PAGES;
 /// The REST API version these requests are written against (docs.github.com, API versions).
 const API_VERSION: &str = "2022-11-28";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The user name GitHub takes with an installation or personal token over HTTPS git.
 pub const GIT_USERNAME: &str = "x-access-token";
 
@@ -127,17 +124,12 @@ impl GithubProvider {
             }
             Credential::Token(t) => (None, Some(t)),
         };
-        let http = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            // reqwest drops the Authorization header when a redirect changes host.
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| ProviderError::Transport {
-                url: opts.api_url.to_string(),
-                message: format!("cannot set up the HTTP client: {}", crate::error::chain(&e)),
-            })?;
+        // reqwest drops the Authorization header when a redirect changes host.
+        let http = super::http::api_client(
+            &opts.user_agent,
+            reqwest::redirect::Policy::limited(5),
+            &opts.api_url,
+        )?;
         Ok(Self {
             git_origin: settings::expected_git_origin(&opts.api_url, opts.git_url.as_ref()),
             api_url: opts.api_url,

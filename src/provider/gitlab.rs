@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LINK};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use tracing::debug;
 use url::Url;
@@ -52,7 +52,7 @@ use self::page::{api_error_message, parse_page};
 pub use self::settings::{GitlabEndpoints, GitlabOptions, build};
 use super::http::pace::Pacer;
 use super::http::{RetryPolicy, Transient, Try, parse_retry_after, read_body, retrying};
-use super::pages::{MAX_PAGES, Pages, next_link};
+use super::pages::{Answer, MAX_PAGES, Pages, next_in};
 use super::{GitAuth, Listing, Provider, ProviderError, RemoteRepo};
 use crate::secret::Secret;
 
@@ -60,8 +60,6 @@ const PROVIDER: &str = "gitlab";
 pub const DEFAULT_URL: &str = "https://gitlab.com";
 /// GitLab's maximum `per_page`.
 const PER_PAGE: u32 = 100;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The user name sent with the token over HTTPS git (NOTES §6: required for OAuth tokens, any
 /// non-blank name for access tokens).
 pub const GIT_USERNAME: &str = "oauth2";
@@ -90,13 +88,6 @@ impl fmt::Debug for GitlabProvider {
     }
 }
 
-/// One answer: status, the `Link` header's next page, the body (capped).
-struct Answer {
-    status: StatusCode,
-    next: Option<String>,
-    body: Vec<u8>,
-}
-
 impl GitlabProvider {
     pub fn new(opts: GitlabOptions) -> Result<Self, ProviderError> {
         if opts.token.expose().trim().is_empty() {
@@ -104,18 +95,13 @@ impl GitlabProvider {
                 "the GitLab token is empty: check --gitlab-token-file or GITLAB_TOKEN",
             ));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            // reqwest drops sensitive headers when a redirect changes host; PRIVATE-TOKEN is
-            // not one it knows, so redirects are not followed at all.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| ProviderError::Transport {
-                url: opts.url.to_string(),
-                message: format!("cannot set up the HTTP client: {}", crate::error::chain(&e)),
-            })?;
+        // reqwest drops sensitive headers when a redirect changes host; PRIVATE-TOKEN is
+        // not one it knows, so redirects are not followed at all.
+        let http = super::http::api_client(
+            &opts.user_agent,
+            reqwest::redirect::Policy::none(),
+            &opts.url,
+        )?;
         let mut git_origin = opts.url.clone();
         git_origin.set_path("/");
         let _ = git_origin.set_username("");
@@ -178,10 +164,7 @@ impl GitlabProvider {
             Try::Done(body) => body,
             Try::Again { why, retry_after } => return Ok(Try::Again { why, retry_after }),
         };
-        let next = headers
-            .get(LINK)
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link);
+        let next = next_in(&headers);
         Ok(Try::Done(Answer { status, next, body }))
     }
 

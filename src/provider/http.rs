@@ -22,6 +22,30 @@ use url::Url;
 use crate::http::{BodyError, ERROR_CAP, PAGE_CAP, read_capped, read_prefix};
 use crate::provider::ProviderError;
 
+/// Longest wait for a host's API to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest one API request may take, answer included (a listing page is small).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The HTTP client of one provider's API: its user agent, its redirect policy, and the one set
+/// of timeouts every provider uses. `url` only names the client in an error.
+pub fn api_client(
+    user_agent: &str,
+    redirect: reqwest::redirect::Policy,
+    url: &Url,
+) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .user_agent(user_agent)
+        .redirect(redirect)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| ProviderError::Transport {
+            url: url.to_string(),
+            message: format!("cannot set up the HTTP client: {}", crate::error::chain(&e)),
+        })
+}
+
 /// A `Retry-After` longer than this ends the retries at once: failing with a clear rate-limit
 /// error beats a backup job silently sleeping for most of an hour.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

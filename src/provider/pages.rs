@@ -67,6 +67,22 @@ impl Pages {
     }
 }
 
+/// One answer of a host that pages by `Link` header: its status, the next page's URL, and
+/// the body as [`super::http::read_body`] read it.
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub next: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// The next page named by the `Link` header among `headers`, if any ([`next_link`]).
+pub fn next_in(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get(reqwest::header::LINK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(next_link)
+}
+
 /// The `rel="next"` target of a `Link` header (RFC 8288: `<url>; rel="next", <url>; rel="last"`),
 /// verbatim: hosts' links may page by `page`, `before`/`after` or `since` (GitHub), or carry
 /// parameters the server chose (Gitea clamps `limit`), so they are never built by hand.

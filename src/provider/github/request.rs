@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, HeaderMap, LINK};
+use reqwest::header::{ACCEPT, HeaderMap};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
@@ -12,15 +12,8 @@ use super::page::api_error_message;
 use super::{API_VERSION, GithubProvider, PROVIDER};
 use crate::provider::ProviderError;
 use crate::provider::http::{Transient, Try, parse_retry_after, read_body, retrying};
-use crate::provider::pages::next_link;
+use crate::provider::pages::{Answer, next_in};
 use crate::secret::Secret;
-
-/// One answer: status, the `Link` header's next page, the body (capped).
-pub(super) struct Answer {
-    pub(super) status: StatusCode,
-    pub(super) next: Option<String>,
-    pub(super) body: Vec<u8>,
-}
 
 impl GithubProvider {
     /// One request with `bearer` (a JWT, an installation or a personal token), through the
@@ -83,10 +76,7 @@ impl GithubProvider {
         {
             return Ok(Try::again(Transient::RateLimited));
         }
-        let next = headers
-            .get(LINK)
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link);
+        let next = next_in(&headers);
         Ok(Try::Done(Answer { status, next, body }))
     }
 }
