@@ -207,3 +207,52 @@ async fn a_bad_url_list_is_a_configuration_error_before_any_connection() {
     run.expect_code(2);
     assert!(run.stderr.contains("--netrc"), "{}", run.stderr);
 }
+
+/// The README's first command as a newcomer runs it — `backup --provider urls --owner demo
+/// --url URL`, no `--dest`, no config — against a local server instead of github.com (the
+/// tests have no network): the bundle lands in `./backup` of the working directory and stock
+/// git reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_first_command_backs_up_into_dot_backup() {
+    let env = TestEnv::new().await;
+    let server = PlainGit::start("127.0.0.1").await;
+    let url = server.serve(
+        "octocat",
+        "Hello-World",
+        &simple_repo(&fixtures(&env), "hello", "master"),
+    );
+    let cwd = env.path().join("newcomer");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = env
+        .command(&[
+            "backup",
+            "--provider",
+            "urls",
+            "--owner",
+            "demo",
+            "--url",
+            &url,
+        ])
+        .current_dir(&cwd)
+        .output()
+        .await
+        .unwrap();
+    let run = Run::from_output(out);
+    run.expect_code(0);
+    let owner = cwd.join("backup").join("demo");
+    let dates: Vec<_> = std::fs::read_dir(&owner).unwrap().flatten().collect();
+    assert_eq!(dates.len(), 1, "one date folder in {}", owner.display());
+    let folder = dates[0].path();
+    assert!(
+        folder.join("manifest.json").is_file(),
+        "{}",
+        folder.display()
+    );
+    let bundle = folder.join("Hello-World.bundle");
+    let scratch = env.path().join("scratch");
+    crate::support::git::git(env.path(), &["init", "--quiet", scratch.to_str().unwrap()]);
+    crate::support::git::git(
+        &scratch,
+        &["bundle", "verify", "--quiet", bundle.to_str().unwrap()],
+    );
+}
